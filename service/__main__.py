@@ -1,0 +1,5 @@
+"""`python -m service` behaves exactly like the `announce` command."""
+
+from service.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""The `announce` command line: run, check, build, status, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from service import __version__, jobs
+from service.config import Settings, load_settings
+from service.errors import AnnouncementError, ServiceError
+from service.export import Exporter
+from service.ingest.inbox import is_ignored
+from service.ingest.options import IngestOptions
+from service.ingest.reader import is_release_file, read_release
+from service.logs import configure_logging
+from service.models import Announcement
+from service.runtime import build, serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="config file (default: ./config.yaml if present)")
+    common.add_argument(
+        "--announcements", type=Path, metavar="DIR", help="the drop folder (announcements_dir)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="announce",
+        description="Press releases in a folder, published as feeds, pages and bulletins.",
+    )
+    parser.add_argument("--version", action="version", version=f"announce {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", parents=[common], help="serve HTTP, watch the folder, publish on time")
+    run.add_argument("--host", help="listen address (http_host)")
+    run.add_argument("--port", type=int, help="listen port (http_port)")
+    check = commands.add_parser("check", parents=[common], help="validate release files, publish nothing")
+    check.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="files or folders (default: the drop folder)",
+    )
+    build = commands.add_parser("build", parents=[common], help="write the feeds and archive as static files")
+    build.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    commands.add_parser("status", parents=[common], help="counts, last scan and refused files")
+    commands.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        announcements_dir=args.announcements,
+        http_host=getattr(args, "host", None),
+        http_port=getattr(args, "port", None),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `announce` and `python -m service`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "check":
+            return check(settings, args.paths, sys.stdout)
+        return asyncio.run(_COMMANDS[args.command](settings, args))
+    except ServiceError as exc:
+        print(f"announce: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---- check -----------------------------------------------------------------------------------
+
+
+def _candidates(paths: Sequence[Path], default: Path) -> list[tuple[Path, Path]]:
+    """(folder, file) pairs: files named directly are checked whatever their folder."""
+    found: list[tuple[Path, Path]] = []
+    for path in paths or [default]:
+        if path.is_dir():
+            found += [
+                (path, f)
+                for f in sorted(path.rglob("*"))
+                if f.is_file()
+                and is_release_file(f)
+                and not any(is_ignored(p) for p in f.relative_to(path).parts)
+            ]
+        else:
+            found.append((path.parent, path))
+    return found
+
+
+def check(settings: Settings, paths: Sequence[Path], out: TextIO) -> int:
+    """`announce check`: print OK and what was understood, or the reason, per file; 1 if any is bad."""
+    options = IngestOptions(settings.tz, settings.default_language, settings.max_file_bytes)
+    seen: dict[str, Path] = {}
+    bad = 0
+    files = _candidates(paths, settings.announcements_dir)
+    for folder, file in files:
+        try:
+            if not file.is_file():
+                raise AnnouncementError(file, "no such file")
+            ann = read_release(folder, file, file.read_bytes(), options)
+            if ann.id in seen:
+                raise AnnouncementError(
+                    file,
+                    f"id {ann.id!r} is already used by {seen[ann.id]}",
+                    hint="give one file a different 'id:'",
+                )
+            seen[ann.id] = file
+        except AnnouncementError as exc:
+            bad += 1
+            where = f"{file}:{exc.line}" if exc.line else str(file)
+            print(f"ERROR {where}: {exc.reason}", file=out)
+            if exc.hint:
+                print(f"      how to fix: {exc.hint}", file=out)
+            continue
+        print(f"OK    {file}", file=out)
+        print(_summary(ann, settings), file=out)
+    print(f"{len(files)} file(s) checked: {len(files) - bad} ok, {bad} with errors", file=out)
+    return 1 if bad else 0
+
+
+def _summary(ann: Announcement, settings: Settings) -> str:
+    local = ann.date.astimezone(settings.tz)
+    lines = [
+        f"id={ann.id}",
+        f"title={ann.title!r}",
+        f"date={local.isoformat()}",
+        f"lang={ann.lang}",
+        f"topics={','.join(ann.topics) or '-'}",
+    ]
+    if ann.publish_at:
+        lines.append(f"embargo until {ann.publish_at.astimezone(settings.tz).isoformat()}")
+    if ann.attachments:
+        lines.append("attachments=" + ",".join(a.name for a in ann.attachments))
+    if ann.draft:
+        lines.append("draft (not published)")
+    return "      " + "  ".join(lines)
+
+
+# ---- commands that use the database ----------------------------------------------------------
+
+
+async def _run(settings: Settings, _: argparse.Namespace) -> int:
+    await serve(settings)
+    return 0
+
+
+async def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    parts = build(settings)
+    try:
+        await parts.database.migrate()
+    finally:
+        await parts.close()
+    print("database schema is up to date")
+    return 0
+
+
+async def _build(settings: Settings, args: argparse.Namespace) -> int:
+
+    parts = build(settings.model_copy(update={"settle_seconds": 0.0}))
+    try:
+        await parts.database.migrate()
+        report = await jobs.scan(parts.jobs)
+        for problem in report.problems:
+            line = f":{problem.line}" if problem.line else ""
+            print(f"skipped {problem.source}{line}: {problem.reason}", file=sys.stderr)
+        written = await Exporter(parts.views, settings.announcements_dir, args.out).run()
+    finally:
+        await parts.close()
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+async def _status(settings: Settings, _: argparse.Namespace) -> int:
+    parts = build(settings)
+    try:
+        await parts.database.migrate()
+        counts = await parts.releases.counts()
+        last = await parts.sources.last_scan()
+        problems = await parts.sources.problems()
+    finally:
+        await parts.close()
+    print("releases: " + ", ".join(f"{state.value} {n}" for state, n in counts.items()))
+    if last is None:
+        print("last scan: never")
+    else:
+        print(
+            f"last scan: {last.at.astimezone(settings.tz).isoformat(timespec='seconds')} "
+            f"({last.files} files, {last.problems} refused, {last.seconds:.3f} s)"
+        )
+    for problem in problems:
+        line = f":{problem.line}" if problem.line else ""
+        print(f"refused: {problem.source}{line}: {problem.reason}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "build": _build, "status": _status, "migrate": _migrate}

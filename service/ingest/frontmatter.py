@@ -1,0 +1,265 @@
+"""YAML front matter: split it from the body and validate every field, with file line numbers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from service.errors import AnnouncementError
+from service.ingest.options import IngestOptions
+from service.ingest.sanitize import find_illegal
+
+FIELDS = (
+    "title",
+    "date",
+    "id",
+    "summary",
+    "topics",
+    "author",
+    "lang",
+    "publish_at",
+    "attachments",
+    "draft",
+)
+_DELIMITER = re.compile(r"^(---|\.\.\.)[ \t]*$")
+_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")
+_TOPIC = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
+_LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+_MAX_TITLE = 300
+_MAX_SUMMARY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Validated front matter fields; None means "not given"."""
+
+    title: str
+    date: datetime
+    id: str | None = None
+    summary: str | None = None
+    topics: tuple[str, ...] = ()
+    author: str | None = None
+    lang: str | None = None
+    publish_at: datetime | None = None
+    attachments: tuple[str, ...] = ()
+    draft: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A release file split into its front matter mapping and its body."""
+
+    data: dict[str, Any]
+    lines: dict[str, int]  # key -> 1-based line in the file
+    body: str
+    body_line: int  # 1-based line where the body starts
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: they serve no purpose here and enable YAML bombs."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed", problem_mark=event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def split(text: str, source: str) -> Document:
+    """Separate the `---` delimited YAML block from the body and parse it."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise AnnouncementError(
+            source,
+            "missing front matter",
+            line=1,
+            hint="start the file with a '---' line, then 'title:' and 'date:' lines, then '---'",
+        )
+    end = next((i for i in range(1, len(lines)) if _DELIMITER.match(lines[i].rstrip("\r\n"))), None)
+    if end is None:
+        raise AnnouncementError(
+            source, "front matter is not closed", line=1, hint="add a '---' line after it"
+        )
+    data, key_lines = _load_yaml("".join(lines[1:end]), source, first_line=2)
+    return Document(data=data, lines=key_lines, body="".join(lines[end + 1 :]), body_line=end + 2)
+
+
+def _load_yaml(text: str, source: str, first_line: int) -> tuple[dict[str, Any], dict[str, int]]:
+    loader = _NoAliasLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = first_line + mark.line if mark is not None else None
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise AnnouncementError(source, f"invalid YAML: {reason}", line=line) from None
+    except yaml.YAMLError as exc:
+        raise AnnouncementError(source, f"invalid YAML: {exc}", line=first_line) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise AnnouncementError(
+            source,
+            "front matter must be a mapping of keys to values",
+            line=first_line,
+            hint="write one 'key: value' per line",
+        )
+    lines = {str(key.value): first_line + key.start_mark.line for key, _ in node.value}
+    return data, lines
+
+
+def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
+    """Check every field and convert it to its type; the first problem found is raised."""
+    check = _Checker(doc, source, options)
+    for key in doc.data:
+        if key not in FIELDS:
+            close = [f for f in FIELDS if f[:3] == str(key)[:3]]
+            hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(FIELDS)
+            raise check.error(str(key), f"unknown key {key!r}", hint)
+    return Metadata(
+        title=check.text("title", required=True, limit=_MAX_TITLE) or "",
+        date=check.moment("date", required=True) or datetime.min,
+        id=check.pattern("id", _ID, "lowercase letters, digits, '-' and '_', e.g. 2020-02-carnot"),
+        summary=check.text("summary", limit=_MAX_SUMMARY, multiline=True),
+        topics=check.topics(),
+        author=check.text("author", limit=200),
+        lang=check.pattern("lang", _LANG, "a language tag such as en or fr-FR"),
+        publish_at=check.moment("publish_at"),
+        attachments=check.attachments(),
+        draft=check.flag("draft"),
+    )
+
+
+class _Checker:
+    """Field-by-field validation that knows each key's line for error messages."""
+
+    def __init__(self, doc: Document, source: str, options: IngestOptions) -> None:
+        self._doc = doc
+        self._source = source
+        self._options = options
+
+    def error(self, key: str, reason: str, hint: str = "") -> AnnouncementError:
+        """An error pointing at the line of `key` (or the start of the front matter)."""
+        return AnnouncementError(self._source, reason, line=self._doc.lines.get(key, 1), hint=hint)
+
+    def _get(self, key: str, required: bool) -> Any:
+        value = self._doc.data.get(key)
+        if value is None and required:
+            raise self.error(key, f"missing required key {key!r}", f"add a '{key}:' line to the front matter")
+        return value
+
+    def text(self, key: str, *, required: bool = False, limit: int, multiline: bool = False) -> str | None:
+        """A non-empty string without control characters."""
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise self.error(key, f"{key!r} must be text")
+        text = unicodedata.normalize("NFC", str(value)).strip()
+        if not text:
+            if required:
+                raise self.error(key, f"{key!r} is empty")
+            return None
+        if not multiline and ("\n" in text or "\r" in text):
+            raise self.error(key, f"{key!r} must be a single line")
+        bad = find_illegal(text) or next(
+            (c for c in text if c != "\n" and unicodedata.category(c) == "Cc"), None
+        )
+        if bad is not None:
+            raise self.error(key, f"{key!r} contains the control character U+{ord(bad):04X}")
+        if len(text) > limit:
+            raise self.error(key, f"{key!r} is {len(text)} characters long; the limit is {limit}")
+        return text
+
+    def moment(self, key: str, *, required: bool = False) -> datetime | None:
+        """A time-zone aware datetime; a bare date means midnight in the configured zone."""
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = self._parse_moment(key, value.strip())
+        if isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise self.error(
+                    key,
+                    f"{key!r} has a time but no time zone",
+                    "add an offset such as +01:00 or Z, or give a date alone",
+                )
+        elif isinstance(value, date):
+            value = datetime.combine(value, time(0), tzinfo=self._options.timezone)
+        else:
+            raise self.error(key, f"{key!r} must be a date such as 2020-02-12 or 2020-02-12T09:00:00+01:00")
+        if not 1970 <= value.year <= 2100:
+            raise self.error(key, f"{key!r} year {value.year} is outside 1970-2100")
+        return value
+
+    def _parse_moment(self, key: str, text: str) -> date | datetime:
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise self.error(
+                key,
+                f"{key!r} is not a valid date: {text[:40]!r}",
+                "use ISO 8601, e.g. 2020-02-12 or 2020-02-12T09:00:00+01:00",
+            ) from None
+
+    def pattern(self, key: str, regex: re.Pattern[str], what: str) -> str | None:
+        """A short identifier matching `regex`."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not regex.match(value):
+            raise self.error(key, f"{key!r} must be {what}; got {str(value)[:60]!r}")
+        return value
+
+    def topics(self) -> tuple[str, ...]:
+        """A list of topic slugs, lowercased, duplicates removed, order kept."""
+        value = self._get("topics", False)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise self.error("topics", "'topics' must be a list of words", "e.g. topics: [research, awards]")
+        topics = tuple(dict.fromkeys(t.strip().lower() for t in value))
+        for topic in topics:
+            if not _TOPIC.match(topic):
+                raise self.error(
+                    "topics",
+                    f"topic {topic[:60]!r} is not a valid topic",
+                    "use lowercase letters, digits and '-', e.g. open-science",
+                )
+        return topics
+
+    def attachments(self) -> tuple[str, ...]:
+        """File names of attachments, next to the release file (no folders, no '..')."""
+        value = self._get("attachments", False)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise self.error("attachments", "'attachments' must be a list of file names")
+        for name in value:
+            path = PurePosixPath(name)
+            if path.is_absolute() or ".." in path.parts or len(path.parts) != 1 or "\\" in name:
+                raise self.error(
+                    "attachments",
+                    f"attachment {name[:80]!r} must be a plain file name",
+                    "put the file in the same folder as the release",
+                )
+        return tuple(dict.fromkeys(value))
+
+    def flag(self, key: str) -> bool:
+        """A true/false value."""
+        value = self._get(key, False)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self.error(key, f"{key!r} must be true or false")
+        return value

@@ -1,0 +1,81 @@
+"""The drop folder: which files are release candidates, and a watcher that says when it changed."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from service.ingest.reader import is_release_file
+
+log = logging.getLogger(__name__)
+
+# Editors, office suites and copy tools write under these names before renaming into place.
+IGNORED_NAMES = (".*", "*~", "*.tmp", "*.part", "*.swp", ".~lock.*", "~$*", "*.error.txt")
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """A candidate release file and the stat fields used to notice changes cheaply."""
+
+    source: str  # relative to the folder, '/'-separated
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def is_ignored(name: str) -> bool:
+    """True for temporary and hidden names that must never be ingested."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def list_release_files(folder: Path) -> list[FileStat]:
+    """Every release file under `folder`, sorted by path; hidden folders, temp names and non-files skipped."""
+    found: list[FileStat] = []
+    root = folder.absolute()
+    real_root = root.resolve()
+    for directory, subdirs, names in os.walk(root, followlinks=False):
+        subdirs[:] = sorted(d for d in subdirs if not is_ignored(d))
+        for name in sorted(names):
+            path = Path(directory, name)
+            if is_ignored(name) or not is_release_file(path):
+                continue
+            entry = _stat_regular(path, root, real_root)
+            if entry is not None:
+                found.append(entry)
+    return found
+
+
+def _stat_regular(path: Path, root: Path, real_root: Path) -> FileStat | None:
+    # Symlinks are followed only when they stay inside the folder; devices and FIFOs are never read.
+    try:
+        info = path.stat()
+        inside = path.resolve().is_relative_to(real_root)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or not inside:
+        log.warning("refused %s: not a regular file inside the announcements folder", path)
+        return None
+    return FileStat(path.relative_to(root).as_posix(), path, info.st_size, info.st_mtime_ns)
+
+
+async def watch(folder: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Call `on_change` whenever something in `folder` changes, until `stop` is set."""
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    async for changes in watchfiles.awatch(
+        folder,
+        stop_event=stop,
+        debounce=400,
+        step=50,
+        recursive=True,
+        ignore_permission_denied=True,
+    ):
+        if any(not is_ignored(Path(p).name) for _, p in changes):
+            await on_change()

@@ -1,0 +1,101 @@
+"""Read one release file into an Announcement: decode, parse by format, resolve attachments."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+from service.errors import AnnouncementError
+from service.ingest.frontmatter import Metadata
+from service.ingest.markdown import parse_markdown
+from service.ingest.options import IngestOptions
+from service.ingest.sanitize import first_paragraph_text
+from service.models import Announcement, Attachment
+
+Parser = Callable[[str, str, IngestOptions], tuple[Metadata, str]]
+PARSERS: dict[str, Parser] = {".md": parse_markdown, ".markdown": parse_markdown}
+_SLUG_DROP = re.compile(r"[^a-z0-9]+")
+
+
+def is_release_file(path: Path) -> bool:
+    """True for the file formats the service can parse."""
+    return path.suffix.lower() in PARSERS
+
+
+def slugify(text: str) -> str:
+    """Lowercase ASCII words joined by '-' (accents folded), at most 128 characters."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return _SLUG_DROP.sub("-", ascii_text).strip("-")[:128].rstrip("-")
+
+
+def decode(raw: bytes, source: str) -> str:
+    """Decode UTF-8 (a BOM is allowed) and normalise line endings; say where invalid bytes are."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise AnnouncementError(
+            source,
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            line=line,
+            hint="save the file as UTF-8",
+        ) from None
+    if "\x00" in text:
+        raise AnnouncementError(source, "contains NUL bytes: this looks like a binary file", line=1)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -> Announcement:
+    """Turn the bytes of one release file into an Announcement, or raise AnnouncementError."""
+    source = path.absolute().relative_to(folder.absolute()).as_posix()
+    if len(raw) > options.max_file_bytes:
+        raise AnnouncementError(
+            source,
+            f"file is {len(raw)} bytes; the limit is {options.max_file_bytes}",
+            hint="raise max_file_bytes in config.yaml if this is intended",
+        )
+    if not raw.strip():
+        raise AnnouncementError(source, "file is empty", line=1)
+    parser = PARSERS[path.suffix.lower()]
+    meta, body_html = parser(decode(raw, source), source, options)
+    release_id = meta.id or slugify(path.stem)
+    if not release_id:
+        raise AnnouncementError(source, "cannot derive an id from the file name", hint="add an 'id:' key")
+    return Announcement(
+        id=release_id,
+        title=meta.title,
+        date=meta.date,
+        body_html=body_html,
+        summary=meta.summary or first_paragraph_text(body_html),
+        source=source,
+        lang=meta.lang or options.default_language,
+        topics=meta.topics,
+        author=meta.author,
+        publish_at=meta.publish_at,
+        attachments=tuple(_attachment(folder, path.parent, name, source) for name in meta.attachments),
+        draft=meta.draft,
+    )
+
+
+def _attachment(folder: Path, directory: Path, name: str, source: str) -> Attachment:
+    file = directory / name
+    resolved = file.resolve()
+    if not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
+        raise AnnouncementError(
+            source,
+            f"attachment {name!r} not found next to the release",
+            hint=f"copy it to {directory.relative_to(folder).as_posix() or '.'}/{name}",
+        )
+    data = resolved.read_bytes()
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Attachment(
+        name=name,
+        path=file.relative_to(folder).as_posix(),
+        content_type=content_type,
+        length=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

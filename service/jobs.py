@@ -1,0 +1,242 @@
+"""One function per scheduled job. The pipeline: scan -> upsert -> publish due -> notify."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from service.clock import Clock
+from service.errors import AnnouncementError
+from service.ingest.inbox import FileStat, list_release_files
+from service.ingest.options import IngestOptions
+from service.ingest.reader import read_release
+from service.metrics import Metrics
+from service.models import Announcement, FileProblem, Release, ScanReport
+from service.render.site import FeedKind, Site
+from service.store.releases import Change, Releases
+from service.store.sources import FileSeen, SourceRecord, Sources
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """Told which feed URLs changed (WebSub)."""
+
+    async def feeds_changed(self, urls: Sequence[str]) -> None:
+        """Announce the changed feeds."""
+        ...
+
+
+@dataclass
+class JobContext:
+    """Everything the jobs need, built once by the runtime."""
+
+    folder: Path
+    options: IngestOptions
+    settle_seconds: float
+    site: Site
+    releases: Releases
+    sources: Sources
+    clock: Clock
+    metrics: Metrics
+    notifier: Notifier | None = None
+    scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def guid_for(site: Site, ann: Announcement) -> str:
+    """A tag: URI (RFC 4151) fixed when the release is first stored, whatever the base URL becomes later."""
+    host = urlsplit(site.base_url).hostname or "localhost"
+    return f"tag:{host},{ann.date:%Y-%m-%d}:{ann.id}"
+
+
+def feed_urls(site: Site, topics: Iterable[str]) -> list[str]:
+    """Absolute URLs of the site feeds and of the given topics' feeds."""
+    scopes: list[str | None] = [None, *sorted(set(topics))]
+    return [site.url(Site.feed_path(kind, topic)) for topic in scopes for kind in FeedKind]
+
+
+async def scan(ctx: JobContext) -> ScanReport:
+    """Bring the store in line with the folder: ingest new and changed files, withdraw deleted ones."""
+    async with ctx.scan_lock:
+        started = time.perf_counter()
+        files = await asyncio.to_thread(list_release_files, ctx.folder)
+        known = await ctx.sources.snapshot()
+        scan = _Pass(ctx, files, known)
+        await scan.ingest()
+        await scan.withdraw()
+        published = await ctx.releases.publish_due(ctx.clock.now())
+        report = scan.report(published, time.perf_counter() - started)
+        await _after_scan(ctx, report, scan.topics | {t for r in published for t in r.announcement.topics})
+        return report
+
+
+async def publish_due(ctx: JobContext) -> list[Release]:
+    """Publish releases whose embargo has passed (the embargo job and the scan both call this)."""
+    published = await ctx.releases.publish_due(ctx.clock.now())
+    for release in published:
+        log.info("published", extra={"release": release.id, "version": release.version})
+    if published:
+        await _refresh_counts(ctx)
+        await _notify(ctx, {t for r in published for t in r.announcement.topics})
+    return published
+
+
+async def _after_scan(ctx: JobContext, report: ScanReport, topics: set[str]) -> None:
+    await ctx.sources.record_scan(report, ctx.clock.now())
+    ctx.metrics.scan_seconds.observe(report.seconds)
+    ctx.metrics.file_problems.set(len(await ctx.sources.problems()))
+    await _refresh_counts(ctx)
+    if report.changed:
+        log.info(
+            "scan changed releases",
+            extra={
+                "new": list(report.created),
+                "edited": list(report.updated),
+                "withdrawn": list(report.withdrawn),
+                "published": list(report.published),
+            },
+        )
+        await _notify(ctx, topics)
+
+
+async def _refresh_counts(ctx: JobContext) -> None:
+    ctx.metrics.set_release_counts(await ctx.releases.counts())
+
+
+async def _notify(ctx: JobContext, topics: Iterable[str]) -> None:
+    if ctx.notifier is not None:
+        await ctx.notifier.feeds_changed(feed_urls(ctx.site, topics))
+
+
+def _parse(ctx: JobContext, file: FileStat, raw: bytes) -> Announcement:
+    try:
+        return read_release(ctx.folder, file.path, raw, ctx.options)
+    except AnnouncementError:
+        raise
+    except Exception as exc:
+        # A parser bug on hostile input must cost one file, not the scan of all the others.
+        log.exception("parser failed", extra={"file": file.source})
+        raise AnnouncementError(file.source, f"could not be parsed ({type(exc).__name__}: {exc})") from exc
+
+
+class _Pass:
+    """One scan of the folder; collects what changed for the report."""
+
+    def __init__(self, ctx: JobContext, files: list[FileStat], known: dict[str, SourceRecord]) -> None:
+        self.ctx = ctx
+        self.files = files
+        self.known = known
+        self.live = {f.source for f in files}
+        self.claims: dict[str, str | None] = {}  # source -> release id it now defines (None: draft)
+        self.created: list[str] = []
+        self.updated: list[str] = []
+        self.withdrawn: list[str] = []
+        self.deferred: list[str] = []
+        self.problems: list[FileProblem] = []
+        self.topics: set[str] = set()
+        self.unchanged = 0
+
+    async def ingest(self) -> None:
+        """Read every new or changed file; unchanged ones cost one stat() each."""
+        settled_before = time.time_ns() - int(self.ctx.settle_seconds * 1e9)
+        for file in self.files:
+            record = self.known.get(file.source)
+            if (
+                record
+                and record.problem is None
+                and (record.size, record.mtime_ns) == (file.size, file.mtime_ns)
+            ):
+                self.claims[file.source] = record.release_id
+                self.unchanged += 1
+            elif file.mtime_ns > settled_before:
+                self.deferred.append(file.source)  # may still be being written
+                if record is not None:
+                    self.claims[file.source] = record.release_id
+            else:
+                await self._ingest_file(file, record)
+        await self.ctx.sources.forget(set(self.known) - self.live)
+
+    async def _ingest_file(self, file: FileStat, record: SourceRecord | None) -> None:
+        ctx = self.ctx
+        now = ctx.clock.now()
+        try:
+            raw = await asyncio.to_thread(file.path.read_bytes)
+        except OSError as exc:
+            self._problem(FileProblem(file.source, f"cannot read: {exc.strerror}"), record)
+            return
+        digest = hashlib.sha256(raw).hexdigest()
+        seen = FileSeen(file.source, len(raw), file.mtime_ns, digest)
+        if record and record.problem is None and record.sha256 == digest:
+            self.claims[file.source] = record.release_id  # touched, not changed
+            self.unchanged += 1
+            await ctx.sources.record(seen, now, release_id=record.release_id)
+            return
+        try:
+            ann = await asyncio.to_thread(_parse, ctx, file, raw)
+            if ann.draft:
+                self.claims[file.source] = None
+                await ctx.sources.record(seen, now)
+                return
+            result = await ctx.releases.upsert(
+                ann, guid=guid_for(ctx.site, ann), now=now, live_sources=self.live
+            )
+        except AnnouncementError as exc:
+            problem = FileProblem(file.source, exc.reason, exc.line, exc.hint)
+            self._problem(problem, record)
+            if record is not None:
+                self.claims[file.source] = record.release_id  # keep serving the last good version
+            await ctx.sources.record(seen, now, problem=problem)
+            return
+        self.claims[file.source] = ann.id
+        await ctx.sources.record(seen, now, release_id=ann.id)
+        if result.change is Change.CREATED:
+            self.created.append(ann.id)
+        elif result.change in (Change.UPDATED, Change.RESTORED):
+            self.updated.append(ann.id)
+        self.topics.update(ann.topics)
+
+    def _problem(self, problem: FileProblem, record: SourceRecord | None) -> None:
+        self.problems.append(problem)
+        self.ctx.metrics.ingest_errors.inc()
+        if record is not None and record.problem == problem:
+            return  # already reported; the rescan re-reads refused files in case an attachment appeared
+        log.warning(
+            "release file refused",
+            extra={
+                "file": problem.source,
+                "line": problem.line,
+                "reason": problem.reason,
+                "hint": problem.hint,
+            },
+        )
+
+    async def withdraw(self) -> None:
+        """Withdraw releases whose file is gone, became a draft, or now defines another id."""
+        stale = [
+            release_id
+            for release_id, source in (await self.ctx.releases.sources()).items()
+            if source not in self.live or (source in self.claims and self.claims[source] != release_id)
+        ]
+        if stale:
+            self.withdrawn = await self.ctx.releases.withdraw(stale, self.ctx.clock.now())
+
+    def report(self, published: list[Release], seconds: float) -> ScanReport:
+        """Freeze what this pass did."""
+        return ScanReport(
+            files=len(self.files),
+            created=tuple(self.created),
+            updated=tuple(self.updated),
+            withdrawn=tuple(self.withdrawn),
+            published=tuple(r.id for r in published),
+            unchanged=self.unchanged,
+            deferred=tuple(self.deferred),
+            problems=tuple(self.problems),
+            seconds=seconds,
+        )

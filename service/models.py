@@ -1,0 +1,110 @@
+"""Plain data that flows between stages: frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file shipped with a release (a PDF, an image), stored next to it in the inbox."""
+
+    name: str  # file name as published, unique within its release
+    path: str  # path relative to the announcements folder
+    content_type: str
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A release as parsed from one file, before the store gives it a version and a state."""
+
+    id: str
+    title: str
+    date: datetime  # aware; the release's own date, shown as "published"
+    body_html: str  # sanitised HTML
+    summary: str  # plain text
+    source: str  # path of the file, relative to the announcements folder
+    lang: str
+    topics: tuple[str, ...] = ()
+    author: str | None = None
+    publish_at: datetime | None = None  # embargo: invisible everywhere until then
+    attachments: tuple[Attachment, ...] = ()
+    draft: bool = False
+
+
+class ReleaseState(enum.StrEnum):
+    """Where a stored release is in its life."""
+
+    SCHEDULED = "scheduled"  # stored, embargoed until publish_at
+    PUBLISHED = "published"  # visible on feeds and pages
+    WITHDRAWN = "withdrawn"  # its file was deleted (or made a draft again)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A stored release: the announcement plus what the store knows about it."""
+
+    announcement: Announcement
+    guid: str  # feed entry id, fixed at first insert and never changed
+    version: int
+    state: ReleaseState
+    content_hash: str
+    updated: datetime  # the release date for version 1, then the time of each content change
+    published_at: datetime | None = None  # when it became visible
+
+    @property
+    def id(self) -> str:
+        """The release's stable id (used in URLs)."""
+        return self.announcement.id
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePage:
+    """One page of the archive."""
+
+    releases: tuple[Release, ...]
+    number: int  # 1-based
+    total_pages: int
+    total_releases: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileProblem:
+    """A release file that could not be ingested, as kept for status and health reports."""
+
+    source: str
+    reason: str
+    line: int | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    """What one pass over the announcements folder did."""
+
+    files: int = 0
+    created: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+    published: tuple[str, ...] = ()
+    unchanged: int = 0
+    deferred: tuple[str, ...] = ()  # still being written; picked up on a later pass
+    problems: tuple[FileProblem, ...] = field(default=())
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        """True when anything visible may have changed."""
+        return bool(self.created or self.updated or self.withdrawn or self.published)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteVersion:
+    """Changes whenever anything visible on the site changes; caches and Last-Modified use it."""
+
+    revision: int
+    changed_at: datetime

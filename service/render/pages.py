@@ -1,0 +1,153 @@
+"""Archive and permalink pages: releases in, deterministic HTML out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from service.models import Release, ReleasePage
+from service.render.environment import isodate
+from service.render.site import FeedKind, Site
+
+_FEED_LABELS = {FeedKind.RSS: "RSS", FeedKind.ATOM: "Atom", FeedKind.JSON: "JSON Feed"}
+
+# Characters that could end the <script> element or open a comment/CDATA inside it. Their JSON
+# \u escapes decode to the same string, so the data is unchanged for any JSON-LD consumer.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLink:
+    """One feed a page advertises: in <head> for autodiscovery and in the footer for people."""
+
+    kind: FeedKind
+    label: str  # "RSS", "Atom", "JSON Feed"
+    title: str  # the feed's name as a reader would list it
+    path: str  # in-site path, for visible links
+    url: str  # absolute URL, for autodiscovery
+
+    @property
+    def media_type(self) -> str:
+        """The content type announced in the link's type attribute."""
+        return self.kind.media_type
+
+
+def feed_links(site: Site, topic: str | None = None) -> tuple[FeedLink, ...]:
+    """The feeds of the site, or of one topic, in every format."""
+    name = f"{site.title}: {topic}" if topic else site.title
+    return tuple(
+        FeedLink(
+            kind=kind,
+            label=_FEED_LABELS[kind],
+            title=f"{name} ({_FEED_LABELS[kind]})",
+            path=site.feed_path(kind, topic),
+            url=site.url(site.feed_path(kind, topic)),
+        )
+        for kind in FeedKind
+    )
+
+
+def neighbours(page: ReleasePage, topic: str | None = None) -> tuple[str | None, str | None]:
+    """Paths of the newer and the older archive page, None at either end."""
+    newer = Site.archive_path(page.number - 1, topic) if page.number > 1 else None
+    older = Site.archive_path(page.number + 1, topic) if page.number < page.total_pages else None
+    return newer, older
+
+
+def author_of(site: Site, release: Release) -> str:
+    """The name a release is credited to: its own author, else the site's."""
+    return release.announcement.author or site.author
+
+
+def news_article(site: Site, release: Release) -> dict[str, Any]:
+    """The schema.org NewsArticle describing a release's permalink page."""
+    article = release.announcement
+    url = site.url(site.permalink_path(release.id))
+    # A named author on the release is taken to be a person (a spokesperson); the fallback is
+    # the press office itself, which is an organisation.
+    author_type = "Person" if article.author else "Organization"
+    return {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": article.title,
+        "description": article.summary,
+        "datePublished": isodate(article.date),
+        "dateModified": isodate(release.updated),
+        "inLanguage": article.lang,
+        "author": {"@type": author_type, "name": author_of(site, release)},
+        "publisher": {"@type": "Organization", "name": site.title},
+        "url": url,
+        "mainEntityOfPage": {"@type": "WebPage", "@id": url},
+        "keywords": list(article.topics),
+    }
+
+
+def script_json(data: Mapping[str, Any]) -> Markup:
+    """Serialise data as JSON that is safe to embed verbatim in a <script> element."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    # Escaping (not autoescape) is what makes this safe: HTML entities are not decoded inside
+    # <script>, so the text must be marked safe *after* the dangerous characters are gone.
+    return Markup(text.translate(_SCRIPT_ESCAPES))
+
+
+class PageRenderer:
+    """Renders the public HTML pages from releases; never looks at the clock."""
+
+    def __init__(self, env: jinja2.Environment, site: Site) -> None:
+        self._env = env
+        self._site = site
+
+    def archive(self, page: ReleasePage, topic: str | None = None) -> str:
+        """One page of the archive, of the whole site or of one topic, newest first as given."""
+        site = self._site
+        newer, older = neighbours(page, topic)
+        # On a topic page the topic's feeds come first: autodiscovery clients often offer the
+        # first link, and someone reading a topic most likely wants that topic.
+        feeds = (*feed_links(site, topic), *feed_links(site)) if topic else feed_links(site)
+        return self._render(
+            "web/index.html.j2",
+            lang=site.language,
+            canonical_url=site.url(site.archive_path(page.number, topic)),
+            feeds=feeds,
+            page=page,
+            releases=page.releases,
+            topic=topic,
+            newer_path=newer,
+            older_path=older,
+        )
+
+    def announcement(self, release: Release) -> str:
+        """The permalink page of one release, with its JSON-LD description."""
+        site = self._site
+        return self._render(
+            "web/announcement.html.j2",
+            lang=release.announcement.lang,
+            canonical_url=site.url(site.permalink_path(release.id)),
+            feeds=feed_links(site),
+            json_ld=script_json(news_article(site, release)),
+            release=release,
+            announcement=release.announcement,
+            author=author_of(site, release),
+            # Sanitised at ingest: this is the one place stored HTML is trusted as markup.
+            body=Markup(release.announcement.body_html),
+            modified=release.updated if release.version > 1 else None,
+        )
+
+    def not_found(self) -> str:
+        """The page served for unknown, embargoed and withdrawn addresses."""
+        return self._render(
+            "web/not_found.html.j2",
+            lang=self._site.language,
+            canonical_url=None,
+            feeds=feed_links(self._site),
+        )
+
+    def _render(self, name: str, **context: Any) -> str:
+        """Render a template with the variables every page's base layout needs."""
+        context.setdefault("json_ld", None)
+        return self._env.get_template(name).render(site=self._site, **context)

@@ -1,0 +1,321 @@
+"""Releases: upsert by stable id and content hash, publication state, and the queries pages and feeds need."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.errors import DuplicateIdError
+from service.models import Announcement, Attachment, Release, ReleasePage, ReleaseState, SiteVersion
+from service.store.database import Database
+from service.store.schema import release_topics, releases, site_state
+
+
+class Change(enum.StrEnum):
+    """What an upsert did."""
+
+    CREATED = "created"
+    UPDATED = "updated"  # content changed: new version
+    RESTORED = "restored"  # a withdrawn release came back unchanged
+    MOVED = "moved"  # same content, new file name
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    """The outcome of storing one announcement."""
+
+    change: Change
+    release_id: str
+    version: int
+    state: ReleaseState
+
+
+def content_hash(announcement: Announcement) -> str:
+    """Hash of everything readers see; the file name is not content, so a rename is not an edit."""
+    fields = asdict(announcement)
+    fields.pop("source")
+    blob = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _row_values(ann: Announcement, digest: str) -> dict[str, Any]:
+    return {
+        "source": ann.source,
+        "title": ann.title,
+        "summary": ann.summary,
+        "body_html": ann.body_html,
+        "author": ann.author,
+        "lang": ann.lang,
+        "topics": list(ann.topics),
+        "attachments": [asdict(a) for a in ann.attachments],
+        "date": ann.date,
+        "publish_at": ann.publish_at,
+        "content_hash": digest,
+    }
+
+
+def _to_release(row: Row[Any]) -> Release:
+    m = row._mapping
+    announcement = Announcement(
+        id=m["id"],
+        title=m["title"],
+        date=m["date"],
+        body_html=m["body_html"],
+        summary=m["summary"],
+        source=m["source"],
+        lang=m["lang"],
+        topics=tuple(m["topics"]),
+        author=m["author"],
+        publish_at=m["publish_at"],
+        attachments=tuple(Attachment(**a) for a in m["attachments"]),
+    )
+    return Release(
+        announcement=announcement,
+        guid=m["guid"],
+        version=m["version"],
+        state=ReleaseState(m["state"]),
+        content_hash=m["content_hash"],
+        updated=m["updated_at"],
+        published_at=m["published_at"],
+    )
+
+
+def _visible_state(publish_at: datetime | None, now: datetime) -> ReleaseState:
+    return ReleaseState.SCHEDULED if publish_at is not None and publish_at > now else ReleaseState.PUBLISHED
+
+
+async def _bump_revision(conn: AsyncConnection, now: datetime) -> None:
+    # One counter for the whole site: renderers cache by it, so every visible change must bump it.
+    await conn.execute(
+        update(site_state)
+        .where(site_state.c.id == 1)
+        .values(revision=site_state.c.revision + 1, changed_at=now)
+    )
+
+
+async def _set_topics(conn: AsyncConnection, release_id: str, topics: Sequence[str]) -> None:
+    await conn.execute(delete(release_topics).where(release_topics.c.release_id == release_id))
+    if topics:
+        await conn.execute(insert(release_topics), [{"release_id": release_id, "topic": t} for t in topics])
+
+
+class Releases:
+    """Repository of releases."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(
+        self, ann: Announcement, *, guid: str, now: datetime, live_sources: Collection[str]
+    ) -> UpsertResult:
+        """Store `ann` under its id: insert, new version on content change, or nothing if unchanged.
+
+        `live_sources` are the files present now: an id held by another live file is a duplicate,
+        one held by a vanished file is taken over (a rename).
+        """
+        digest = content_hash(ann)
+        async with self._db.engine.begin() as conn:
+            current = (await conn.execute(select(releases).where(releases.c.id == ann.id))).first()
+            if current is None:
+                return await self._insert(conn, ann, digest, guid, now)
+            m = current._mapping
+            held_elsewhere = m["source"] != ann.source and m["source"] in live_sources
+            if held_elsewhere and m["state"] != ReleaseState.WITHDRAWN:
+                raise DuplicateIdError(
+                    ann.source,
+                    f"id {ann.id!r} is already used by {m['source']}",
+                    hint="give one of the two files a different 'id:'",
+                )
+            return await self._update(conn, current, ann, digest, now)
+
+    async def _insert(
+        self, conn: AsyncConnection, ann: Announcement, digest: str, guid: str, now: datetime
+    ) -> UpsertResult:
+        state = _visible_state(ann.publish_at, now)
+        await conn.execute(
+            insert(releases).values(
+                id=ann.id,
+                guid=guid,
+                version=1,
+                state=state,
+                created_at=now,
+                updated_at=ann.date,
+                published_at=now if state is ReleaseState.PUBLISHED else None,
+                **_row_values(ann, digest),
+            )
+        )
+        await _set_topics(conn, ann.id, ann.topics)
+        await _bump_revision(conn, now)
+        return UpsertResult(Change.CREATED, ann.id, 1, state)
+
+    async def _update(
+        self,
+        conn: AsyncConnection,
+        current: Row[Any],
+        ann: Announcement,
+        digest: str,
+        now: datetime,
+    ) -> UpsertResult:
+        m = current._mapping
+        state, version = ReleaseState(m["state"]), int(m["version"])
+        edited = m["content_hash"] != digest
+        if not edited and state is not ReleaseState.WITHDRAWN:
+            if m["source"] == ann.source:
+                return UpsertResult(Change.UNCHANGED, ann.id, version, state)
+            await conn.execute(update(releases).where(releases.c.id == ann.id).values(source=ann.source))
+            return UpsertResult(Change.MOVED, ann.id, version, state)
+        values: dict[str, Any] = {"source": ann.source, "withdrawn_at": None}
+        if state is not ReleaseState.PUBLISHED:
+            # Not visible: the embargo (or the file's return) decides; once out, a release stays out.
+            state = _visible_state(ann.publish_at, now)
+            if state is ReleaseState.PUBLISHED and m["published_at"] is None:
+                values["published_at"] = now
+        values["state"] = state
+        if edited:
+            version += 1
+            # Readers only see a change if they could see the release before it.
+            updated = now if m["published_at"] is not None else ann.date
+            values.update(_row_values(ann, digest), version=version, updated_at=updated)
+            await _set_topics(conn, ann.id, ann.topics)
+        await conn.execute(update(releases).where(releases.c.id == ann.id).values(**values))
+        await _bump_revision(conn, now)
+        return UpsertResult(Change.UPDATED if edited else Change.RESTORED, ann.id, version, state)
+
+    async def withdraw(self, release_ids: Collection[str], now: datetime) -> list[str]:
+        """Hide releases whose files are gone; returns the ids that were visible or scheduled."""
+        done: list[str] = []
+        async with self._db.engine.begin() as conn:
+            for release_id in release_ids:
+                result = await conn.execute(
+                    update(releases)
+                    .where(releases.c.id == release_id, releases.c.state != ReleaseState.WITHDRAWN)
+                    .values(state=ReleaseState.WITHDRAWN, withdrawn_at=now)
+                )
+                if result.rowcount:
+                    done.append(release_id)
+            if done:
+                await _bump_revision(conn, now)
+        return done
+
+    async def sources(self) -> dict[str, str]:
+        """Map of release id to source file for every release not withdrawn."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(releases.c.id, releases.c.source).where(releases.c.state != ReleaseState.WITHDRAWN)
+            )
+            return {r.id: r.source for r in rows}
+
+    async def publish_due(self, now: datetime) -> list[Release]:
+        """Publish every scheduled release whose embargo has passed; returns those this call published."""
+        published: list[Release] = []
+        async with self._db.engine.begin() as conn:
+            due = await conn.execute(
+                select(releases.c.id).where(
+                    releases.c.state == ReleaseState.SCHEDULED, releases.c.publish_at <= now
+                )
+            )
+            for (release_id,) in due.all():
+                # The state guard makes this a transition only one caller (or node) can win.
+                result = await conn.execute(
+                    update(releases)
+                    .where(releases.c.id == release_id, releases.c.state == ReleaseState.SCHEDULED)
+                    .values(state=ReleaseState.PUBLISHED, published_at=now)
+                )
+                if result.rowcount:
+                    row = (await conn.execute(select(releases).where(releases.c.id == release_id))).one()
+                    published.append(_to_release(row))
+            if published:
+                await _bump_revision(conn, now)
+        return published
+
+    async def embargoes(self) -> list[tuple[str, datetime]]:
+        """(id, publish_at) of every scheduled release, soonest first."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(releases.c.id, releases.c.publish_at)
+                .where(releases.c.state == ReleaseState.SCHEDULED)
+                .order_by(releases.c.publish_at)
+            )
+            return [(r.id, r.publish_at) for r in rows]
+
+    def _visible(self, topic: str | None) -> Any:
+        condition = releases.c.state == ReleaseState.PUBLISHED
+        if topic is None:
+            return condition
+        topic_ids = select(release_topics.c.release_id).where(release_topics.c.topic == topic)
+        return and_(condition, releases.c.id.in_(topic_ids))
+
+    async def latest(self, limit: int, topic: str | None = None) -> list[Release]:
+        """The newest published releases (by release date), newest first."""
+        return list((await self.page(1, limit, topic)).releases)
+
+    async def page(self, number: int, size: int, topic: str | None = None) -> ReleasePage:
+        """One archive page of published releases, newest first."""
+        where = self._visible(topic)
+        async with self._db.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(releases).where(where))).scalar_one()
+            rows = await conn.execute(
+                select(releases)
+                .where(where)
+                .order_by(releases.c.date.desc(), releases.c.id.desc())
+                .limit(size)
+                .offset((number - 1) * size)
+            )
+            items = tuple(_to_release(r) for r in rows)
+        return ReleasePage(items, number, max(1, -(-total // size)), total)
+
+    async def get(self, release_id: str) -> Release | None:
+        """A published release by id; None if unknown, embargoed or withdrawn."""
+        async with self._db.engine.connect() as conn:
+            row = (
+                await conn.execute(select(releases).where(releases.c.id == release_id, self._visible(None)))
+            ).first()
+        return _to_release(row) if row is not None else None
+
+    async def published_ids(self) -> list[str]:
+        """Ids of every published release, newest first."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(releases.c.id)
+                .where(self._visible(None))
+                .order_by(releases.c.date.desc(), releases.c.id.desc())
+            )
+            return [r.id for r in rows]
+
+    async def topics(self) -> list[str]:
+        """Every topic that has at least one published release, sorted."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(release_topics.c.topic)
+                .join(releases, releases.c.id == release_topics.c.release_id)
+                .where(releases.c.state == ReleaseState.PUBLISHED)
+                .distinct()
+                .order_by(release_topics.c.topic)
+            )
+            return [r.topic for r in rows]
+
+    async def counts(self) -> dict[ReleaseState, int]:
+        """Number of releases in each state."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(select(releases.c.state, func.count()).group_by(releases.c.state))
+            found = {ReleaseState(state): n for state, n in rows}
+        return {state: found.get(state, 0) for state in ReleaseState}
+
+    async def site_version(self) -> SiteVersion:
+        """A number that changes whenever anything visible changes, and the time of that change."""
+        async with self._db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(site_state.c.revision, site_state.c.changed_at).where(site_state.c.id == 1)
+                )
+            ).one()
+        return SiteVersion(int(row.revision), row.changed_at)

@@ -1,0 +1,114 @@
+"""Database tables, shared by SQLite and PostgreSQL; Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("guid", String(400), nullable=False),
+    Column("source", String(1024), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("body_html", Text, nullable=False),
+    Column("author", String(200)),
+    Column("lang", String(35), nullable=False),
+    Column("topics", JSON, nullable=False),
+    Column("attachments", JSON, nullable=False),
+    Column("date", UTCDateTime, nullable=False),
+    Column("publish_at", UTCDateTime),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime),
+    Column("withdrawn_at", UTCDateTime),
+    Index(None, "state", "date"),
+    Index(None, "source"),
+)
+
+release_topics = Table(
+    "release_topics",
+    metadata,
+    Column("release_id", String(128), ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic", String(64), primary_key=True),
+    Index(None, "topic"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("release_id", String(128)),
+    Column("error_reason", Text),
+    Column("error_line", Integer),
+    Column("error_hint", Text),
+    Column("checked_at", UTCDateTime, nullable=False),
+)
+
+site_state = Table(
+    "site_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("last_scan_at", UTCDateTime),
+    Column("last_scan_seconds", Float),
+    Column("last_scan_files", Integer),
+    Column("last_scan_problems", Integer),
+)

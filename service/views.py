@@ -1,0 +1,158 @@
+"""What each public resource contains: the store's data rendered once per site revision.
+
+The web app and the static export both ask this module, so a feed served over HTTP and the same
+feed written by `announce build` are the same bytes with the same ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from service.models import Attachment
+from service.render.feeds import render_feed
+from service.render.pages import PageRenderer
+from service.render.site import FeedKind, Site
+from service.store.releases import Releases
+
+HTML = "text/html; charset=utf-8"
+_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")
+_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A response body with the validators derived from it."""
+
+    body: bytes
+    media_type: str
+    etag: str  # weak: the same entity may be sent gzip-compressed or not
+    last_modified: datetime
+
+
+def _rendered(body: bytes, media_type: str, last_modified: datetime) -> Rendered:
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return Rendered(body, media_type, f'W/"{digest}"', last_modified)
+
+
+def valid_slug(value: str) -> bool:
+    """True for strings that can be a release id or topic (anything else is a 404, never a lookup)."""
+    return bool(_ID.match(value))
+
+
+class Views:
+    """Renders feeds and pages from the store, caching each by the site revision."""
+
+    def __init__(
+        self,
+        releases: Releases,
+        pages: PageRenderer,
+        site: Site,
+        *,
+        folder: Path,
+        feed_size: int,
+        page_size: int,
+    ) -> None:
+        self._releases = releases
+        self._folder = folder
+        self._pages = pages
+        self._site = site
+        self._feed_size = feed_size
+        self._page_size = page_size
+        self._cache: OrderedDict[tuple[object, ...], tuple[int, Rendered | None]] = OrderedDict()
+
+    async def _cached(
+        self, key: tuple[object, ...], build: Callable[[datetime], Awaitable[Rendered | None]]
+    ) -> Rendered | None:
+        version = await self._releases.site_version()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version.revision:
+            self._cache.move_to_end(key)
+            return hit[1]
+        rendered = await build(version.changed_at)
+        self._cache[key] = (version.revision, rendered)
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return rendered
+
+    async def feed(self, kind: FeedKind, topic: str | None = None) -> Rendered | None:
+        """The feed of `kind` (site-wide or for one topic); None for an unknown topic."""
+        if topic is not None and not valid_slug(topic):
+            return None
+
+        async def build(changed_at: datetime) -> Rendered | None:
+            releases = await self._releases.latest(self._feed_size, topic)
+            if topic is not None and not releases:
+                return None
+            body = render_feed(kind, releases, self._site, topic)
+            return _rendered(body, f"{kind.media_type}; charset=utf-8", changed_at)
+
+        return await self._cached(("feed", kind, topic), build)
+
+    async def archive(self, number: int, topic: str | None = None) -> Rendered | None:
+        """An archive page; None past the last page or for an unknown topic."""
+        if number < 1 or (topic is not None and not valid_slug(topic)):
+            return None
+
+        async def build(changed_at: datetime) -> Rendered | None:
+            page = await self._releases.page(number, self._page_size, topic)
+            if number > page.total_pages or (topic is not None and page.total_releases == 0):
+                return None
+            return _rendered(self._pages.archive(page, topic).encode(), HTML, changed_at)
+
+        return await self._cached(("archive", number, topic), build)
+
+    async def announcement(self, release_id: str) -> Rendered | None:
+        """A release's permalink page; None if unknown, embargoed or withdrawn."""
+        if not valid_slug(release_id):
+            return None
+
+        async def build(_: datetime) -> Rendered | None:
+            release = await self._releases.get(release_id)
+            if release is None:
+                return None
+            modified = max(release.updated, release.published_at or release.updated)
+            return _rendered(self._pages.announcement(release).encode(), HTML, modified)
+
+        return await self._cached(("announcement", release_id), build)
+
+    async def attachment(self, release_id: str, name: str) -> tuple[Path, Attachment] | None:
+        """The file behind a published release's attachment, if that release lists it."""
+        release = await self._releases.get(release_id) if valid_slug(release_id) else None
+        if release is None:
+            return None
+        for item in release.announcement.attachments:
+            if item.name == name:
+                path = (self._folder / item.path).resolve()
+                if path.is_relative_to(self._folder.resolve()) and path.is_file():
+                    return path, item
+        return None
+
+    async def attachments_of(self, release_id: str) -> list[tuple[Path, Attachment]]:
+        """Every attachment file of a published release."""
+        release = await self._releases.get(release_id)
+        if release is None:
+            return []
+        found = [await self.attachment(release_id, a.name) for a in release.announcement.attachments]
+        return [item for item in found if item is not None]
+
+    def not_found(self) -> bytes:
+        """The 404 page."""
+        return self._pages.not_found().encode()
+
+    async def topics(self) -> list[str]:
+        """Topics with at least one published release."""
+        return await self._releases.topics()
+
+    async def page_count(self, topic: str | None = None) -> int:
+        """Number of archive pages."""
+        return (await self._releases.page(1, self._page_size, topic)).total_pages
+
+    async def published_ids(self) -> list[str]:
+        """Ids of every published release, newest first."""
+        return await self._releases.published_ids()

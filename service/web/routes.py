@@ -1,0 +1,99 @@
+"""Public HTTP handlers: feeds, archive pages, permalinks, attachments, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from service.errors import StoreError
+from service.metrics import CONTENT_TYPE, Metrics
+from service.render.site import FeedKind
+from service.store.database import Database
+from service.store.sources import Sources
+from service.views import HTML, Rendered, Views
+from service.web.conditional import respond
+
+
+@dataclass(frozen=True, slots=True)
+class WebDeps:
+    """What the HTTP layer needs, built once by the runtime."""
+
+    views: Views
+    database: Database
+    sources: Sources
+    metrics: Metrics
+
+
+class Handlers:
+    """Request handlers bound to their dependencies."""
+
+    def __init__(self, deps: WebDeps) -> None:
+        self.deps = deps
+
+    def _answer(self, request: Request, rendered: Rendered | None, kind: str) -> Response:
+        if rendered is None:
+            return self.not_found()
+        return respond(request, rendered, self.deps.metrics, kind)
+
+    def not_found(self) -> Response:
+        """The 404 page."""
+        return Response(self.deps.views.not_found(), status_code=404, media_type=HTML)
+
+    async def feed(self, request: Request) -> Response:
+        """GET /feed.{rss,atom,json} and /topics/{topic}/feed.{...}."""
+        kind = FeedKind(request.path_params["kind"])
+        self.deps.metrics.feed_requests.labels(format=kind.value).inc()
+        rendered = await self.deps.views.feed(kind, request.path_params.get("topic"))
+        return self._answer(request, rendered, "feed")
+
+    async def archive(self, request: Request) -> Response:
+        """GET /, /page/{n}, /topics/{topic}/ and /topics/{topic}/page/{n}."""
+        number = int(request.path_params.get("number", 1))
+        topic = request.path_params.get("topic")
+        if number == 1 and "number" in request.path_params:
+            return RedirectResponse(request.url_for("topic_archive", topic=topic) if topic else "/", 301)
+        return self._answer(request, await self.deps.views.archive(number, topic), "page")
+
+    async def announcement(self, request: Request) -> Response:
+        """GET /announcements/{id}."""
+        rendered = await self.deps.views.announcement(request.path_params["release_id"])
+        return self._answer(request, rendered, "page")
+
+    async def attachment(self, request: Request) -> Response:
+        """GET /announcements/{id}/attachments/{name}: only files the release lists."""
+        found = await self.deps.views.attachment(
+            request.path_params["release_id"], request.path_params["name"]
+        )
+        if found is None:
+            return self.not_found()
+        path, item = found
+        return FileResponse(path, media_type=item.content_type, filename=item.name)
+
+    async def healthz(self, _: Request) -> Response:
+        """Liveness and database check, with the files currently refused."""
+        try:
+            await self.deps.database.ping()
+            problems = await self.deps.sources.problems()
+        except StoreError as exc:
+            return _json({"status": "error", "database": str(exc)}, 503)
+        return _json(
+            {
+                "status": "ok",
+                "database": "ok",
+                "file_problems": [
+                    {"file": p.source, "line": p.line, "reason": p.reason, "hint": p.hint} for p in problems
+                ],
+            },
+            200,
+        )
+
+    async def metrics(self, _: Request) -> Response:
+        """Prometheus text exposition."""
+        return Response(self.deps.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _json(data: object, status: int) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False), status_code=status, media_type="application/json")
