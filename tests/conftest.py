@@ -1,0 +1,160 @@
+"""Shared fixtures: settings on a temporary inbox, SQLite and PostgreSQL databases, a fake clock, an ASGI client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+
+from service.config import Settings
+from service.runtime import Components, build, make_app
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN = os.environ.get("ANNOUNCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """The one thing tests mock: time."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> None:
+        self._now += timedelta(**delta)
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment
+
+
+def release_text(
+    title: str = "A release", date: str = "2026-11-20", body: str = "Body text.", **fields: Any
+) -> str:
+    """A Markdown release file with the given front matter."""
+    front = {"title": title, "date": date, **fields}
+    return "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n" + body + "\n"
+
+
+class Inbox:
+    """The temporary announcements folder; files are back-dated so they count as settled."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, text: str | bytes, *, age: float = 10.0) -> Path:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
+        stamp = time.time_ns() - int(age * 1e9)
+        os.utime(path, ns=(stamp, stamp))
+        return path
+
+    def release(self, name: str, **fields: Any) -> Path:
+        return self.write(name, release_text(**fields))
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink()
+
+
+# ---- databases -----------------------------------------------------------------------------------
+
+
+async def _admin(statement: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test run, dropped at the end; None if unreachable (not in CI)."""
+    name = f"announce_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must be reachable in CI ({POSTGRES_ADMIN}): {exc}")
+        yield None
+        return
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None) -> str:
+    """Each database test runs on SQLite and on PostgreSQL, each time on an empty schema."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'announce.db'}"
+    if postgres_url is None:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN}")
+    conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    return postgres_url
+
+
+# ---- the service ---------------------------------------------------------------------------------
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a service rooted in tmp_path, with the repository's templates."""
+    values: dict[str, Any] = {
+        "announcements_dir": tmp_path / "announcements",
+        "data_dir": tmp_path / "var",
+        "templates_dir": REPO / "templates",
+        "base_url": "https://press.example.org",
+        "settle_seconds": 0.2,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def inbox(settings: Settings) -> Inbox:
+    return Inbox(settings.announcements_dir)
+
+
+@pytest.fixture
+async def parts(settings: Settings, clock: FakeClock) -> AsyncIterator[Components]:
+    """Every component, built and migrated, on the fake clock; nothing running in the background."""
+    components = build(settings, clock)
+    await components.database.migrate()
+    yield components
+    await components.close()
+
+
+@pytest.fixture
+async def client(parts: Components) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the real ASGI app (no scheduler: tests drive scans themselves)."""
+    transport = httpx.ASGITransport(app=make_app(parts))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
