@@ -1,4 +1,4 @@
-"""Shared fixtures: settings on a temporary inbox, SQLite and PostgreSQL databases, a fake clock, an ASGI client."""
+"""Shared fixtures: a temporary inbox, SQLite and PostgreSQL databases, a fake clock, an ASGI client."""
 
 from __future__ import annotations
 

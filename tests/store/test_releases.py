@@ -74,13 +74,14 @@ async def test_guid_is_fixed_at_first_insert(parts: Components, clock: FakeClock
         announcement(title="Edited"), guid="tag:other", now=clock.now(), live_sources={"first.md"}
     )
     release = await parts.releases.get("first")
-    assert release is not None and release.guid == "tag:x,2026:first"
+    assert release is not None
+    assert release.guid == "tag:x,2026:first"
 
 
 async def test_same_id_in_two_live_files_is_a_duplicate(parts: Components, clock: FakeClock) -> None:
     await store(parts, announcement(), clock)
     other = announcement(source="other.md")
-    with pytest.raises(DuplicateIdError, match="already used by first.md"):
+    with pytest.raises(DuplicateIdError, match=r"already used by first\.md"):
         await store(parts, other, clock, live={"first.md", "other.md"})
 
 
@@ -98,7 +99,8 @@ async def test_withdraw_hides_and_restore_shows_again(parts: Components, clock: 
     assert await parts.releases.latest(10) == []
     assert await store(parts, announcement(), clock) is Change.RESTORED
     restored = await parts.releases.get("first")
-    assert restored is not None and restored.version == 1
+    assert restored is not None
+    assert restored.version == 1
 
 
 async def test_embargo_hides_until_publish_due(parts: Components, clock: FakeClock) -> None:
