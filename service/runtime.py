@@ -113,6 +113,8 @@ def make_app(parts: Components, scheduler: Scheduler | None = None) -> FastAPI:
             await scheduler.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(watcher, timeout=5)
+            # Here, not after serve(): uvicorn re-raises SIGTERM once the app has shut down.
+            await parts.close()
             log.info("service stopped")
 
     deps = WebDeps(views=parts.views, database=parts.database, sources=parts.sources, metrics=parts.metrics)

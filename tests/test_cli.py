@@ -1,0 +1,163 @@
+"""The `announce` command line, run in-process on SQLite and as `python -m service`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+import yaml
+
+from service.cli import main
+from service.config import load_settings
+from service.runtime import build, make_app
+from tests.conftest import REPO, Inbox
+
+SAMPLE = REPO / "announcements" / "2020-02-12-carnot-label.md"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "announcements_dir": "announcements",
+                "data_dir": "var",
+                "templates_dir": str(REPO / "templates"),
+                "base_url": "https://press.example.org",
+                "settle_seconds": 0,
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Inbox:
+    return Inbox(tmp_path / "announcements")
+
+
+def test_check_accepts_the_sample_and_shows_what_it_understood(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert f"OK    {SAMPLE}" in out
+    assert "id=2020-02-12-carnot-label" in out
+    assert "topics=research,partnerships" in out
+    assert "1 file(s) checked: 1 ok, 0 with errors" in out
+
+
+def test_check_reports_file_line_reason_and_fix(
+    config: Path, inbox: Inbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inbox.release("good.md")
+    bad = inbox.write("bad.md", "---\ntitle: Fine\ndate: 2026-11-01\ntitel: typo\n---\nbody\n")
+    assert main(["check", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR {bad}:4: unknown key 'titel'" in out
+    assert "how to fix: did you mean 'title'?" in out
+    assert "2 file(s) checked: 1 ok, 1 with errors" in out
+
+
+def test_check_finds_duplicate_ids(inbox: Inbox, capsys: pytest.CaptureFixture[str]) -> None:
+    inbox.release("a.md", id="same")
+    inbox.release("b.md", id="same")
+    assert main(["check", str(inbox.folder)]) == 1
+    assert "id 'same' is already used by" in capsys.readouterr().out
+
+
+def test_check_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path / "nope.md")]) == 1
+    assert "no such file" in capsys.readouterr().out
+
+
+def test_build_writes_the_site_atomically_and_prunes(
+    config: Path, inbox: Inbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inbox.release("one.md", title="One", topics=["awards"])
+    inbox.release("two.md", title="Two", date="2026-11-21")
+    out = tmp_path / "site"
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 0
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    expected = {
+        "index.html", "404.html", "feed.rss", "feed.atom", "feed.json",
+        "announcements/one/index.html", "announcements/two/index.html",
+        "topics/awards/index.html",
+        "topics/awards/feed.rss", "topics/awards/feed.atom", "topics/awards/feed.json",
+        ".announce-build",
+    }  # fmt: skip
+    assert files == expected
+    assert [e.title for e in feedparser.parse((out / "feed.atom").read_bytes()).entries] == ["Two", "One"]
+    inbox.remove("one.md")
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 0
+    assert not (out / "announcements" / "one").exists()
+    assert not (out / "topics").exists()
+    assert not list(out.rglob("*.tmp"))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_build_output_matches_what_http_serves(config: Path, inbox: Inbox, tmp_path: Path) -> None:
+    inbox.release("one.md", title="One")
+    out = tmp_path / "site"
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 0
+
+    async def fetch() -> bytes:
+        parts = build(load_settings(config))
+        transport = httpx.ASGITransport(app=make_app(parts))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body = (await client.get("/feed.atom")).content
+        await parts.close()
+        return body
+
+    assert asyncio.run(fetch()) == (out / "feed.atom").read_bytes()
+
+
+def test_status_shows_counts_last_scan_and_refused_files(
+    config: Path, inbox: Inbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--config", str(config)]) == 0
+    assert "last scan: never" in capsys.readouterr().out
+    inbox.release("one.md")
+    inbox.write("bad.md", "---\n: :\n")
+    main(["build", "--config", str(config), "--out", str(tmp_path / "site")])
+    capsys.readouterr()
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "releases: scheduled 0, published 1, withdrawn 0" in out
+    assert "(2 files, 1 refused," in out
+    assert "refused: bad.md:" in out
+
+
+def test_announcements_option_overrides_config(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = Inbox(tmp_path / "elsewhere")
+    other.release("x.md")
+    assert main(["check", "--config", str(config), "--announcements", str(other.folder)]) == 0
+    assert "x.md" in capsys.readouterr().out
+
+
+def test_invalid_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("feed_size: 0\n")
+    assert main(["check", "--config", str(bad)]) == 2
+    assert "config key 'feed_size'" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("feed_sise: 10\n")
+    assert main(["status", "--config", str(bad)]) == 2
+    assert "config key 'feed_sise': unknown key" in capsys.readouterr().err
+
+
+def test_python_dash_m_service_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "check", str(SAMPLE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 ok, 0 with errors" in result.stdout

@@ -1,0 +1,198 @@
+"""The scan pipeline against a real folder and a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from service import jobs
+from service.models import ReleaseState
+from service.runtime import Components
+from tests.conftest import START, FakeClock, Inbox, release_text
+
+
+async def scan(parts: Components) -> jobs.ScanReport:
+    return await jobs.scan(parts.jobs)
+
+
+async def visible_ids(parts: Components) -> list[str]:
+    return [r.id for r in await parts.releases.latest(100)]
+
+
+async def test_new_files_are_published(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md", title="One", date="2026-11-01")
+    inbox.release("sub/two.md", title="Two", date="2026-11-02")
+    report = await scan(parts)
+    assert sorted(report.created) == ["one", "two"]
+    assert report.problems == ()
+    assert await visible_ids(parts) == ["two", "one"]
+
+
+async def test_unchanged_files_are_not_read_again(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md")
+    await scan(parts)
+    report = await scan(parts)
+    assert (report.unchanged, report.created, report.updated) == (1, (), ())
+
+
+async def test_touching_a_file_is_not_an_edit(parts: Components, inbox: Inbox) -> None:
+    path = inbox.release("one.md")
+    await scan(parts)
+    inbox.write("one.md", path.read_bytes(), age=5)  # same bytes, new mtime
+    report = await scan(parts)
+    assert report.updated == ()
+    release = await parts.releases.get("one")
+    assert release is not None
+    assert release.version == 1
+
+
+async def test_edit_updates_in_place(parts: Components, inbox: Inbox, clock: FakeClock) -> None:
+    inbox.release("one.md", title="First wording")
+    await scan(parts)
+    before = await parts.releases.get("one")
+    clock.advance(minutes=10)
+    inbox.release("one.md", title="Second wording")
+    report = await scan(parts)
+    after = await parts.releases.get("one")
+    assert report.updated == ("one",)
+    assert before is not None
+    assert after is not None
+    assert (after.id, after.guid, after.version) == (before.id, before.guid, 2)
+    assert after.announcement.title == "Second wording"
+    assert after.updated == clock.now() > before.updated
+
+
+async def test_delete_withdraws(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md")
+    inbox.release("two.md")
+    await scan(parts)
+    inbox.remove("one.md")
+    report = await scan(parts)
+    assert report.withdrawn == ("one",)
+    assert await visible_ids(parts) == ["two"]
+
+
+async def test_rename_keeps_the_release(parts: Components, inbox: Inbox) -> None:
+    inbox.release("old-name.md", id="stable-id")
+    await scan(parts)
+    (inbox.folder / "old-name.md").rename(inbox.folder / "new-name.md")
+    report = await scan(parts)
+    assert report.withdrawn == ()
+    assert await visible_ids(parts) == ["stable-id"]
+
+
+async def test_changing_the_id_withdraws_the_old_one(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md", id="old-id")
+    await scan(parts)
+    inbox.release("one.md", id="new-id")
+    report = await scan(parts)
+    assert (report.created, report.withdrawn) == (("new-id",), ("old-id",))
+
+
+async def test_draft_is_not_published_and_unpublishes(parts: Components, inbox: Inbox) -> None:
+    inbox.release("draft.md", draft=True)
+    await scan(parts)
+    assert await visible_ids(parts) == []
+    inbox.release("draft.md", draft=False)
+    await scan(parts)
+    assert await visible_ids(parts) == ["draft"]
+    inbox.release("draft.md", draft=True)
+    report = await scan(parts)
+    assert report.withdrawn == ("draft",)
+
+
+async def test_a_broken_file_is_reported_and_the_others_publish(parts: Components, inbox: Inbox) -> None:
+    inbox.write("broken.md", "---\ntitle: Broken\ndate: not-a-date\n---\nbody\n")
+    inbox.write("unknown-key.md", "---\ntitle: T\ndate: 2026-11-01\ntitel: typo\n---\nbody\n")
+    inbox.release("good.md")
+    report = await scan(parts)
+    assert report.created == ("good",)
+    problems = {p.source: (p.line, p.reason) for p in report.problems}
+    assert problems == {
+        "broken.md": (3, "'date' is not a valid date: 'not-a-date'"),
+        "unknown-key.md": (4, "unknown key 'titel'"),
+    }
+    assert [p.source for p in await parts.sources.problems()] == ["broken.md", "unknown-key.md"]
+    assert await visible_ids(parts) == ["good"]
+
+
+async def test_fixing_a_file_clears_its_problem(parts: Components, inbox: Inbox) -> None:
+    inbox.write("one.md", "---\ntitle: [unclosed\n---\n")
+    await scan(parts)
+    assert len(await parts.sources.problems()) == 1
+    inbox.release("one.md")
+    report = await scan(parts)
+    assert report.created == ("one",)
+    assert await parts.sources.problems() == []
+
+
+async def test_a_bad_edit_keeps_the_last_good_version_online(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md", title="Good version")
+    await scan(parts)
+    inbox.write("one.md", "---\ntitle: Broken edit\n---\n")  # date missing
+    report = await scan(parts)
+    assert [p.reason for p in report.problems] == ["missing required key 'date'"]
+    assert report.withdrawn == ()
+    release = await parts.releases.get("one")
+    assert release is not None
+    assert release.announcement.title == "Good version"
+
+
+async def test_duplicate_ids_across_files(parts: Components, inbox: Inbox) -> None:
+    inbox.release("a.md", id="same", title="A")
+    inbox.release("b.md", id="same", title="B")
+    report = await scan(parts)
+    assert report.created == ("same",)
+    [problem] = report.problems
+    assert (problem.source, problem.reason) == ("b.md", "id 'same' is already used by a.md")
+    released = await parts.releases.get("same")
+    assert released is not None
+    assert released.announcement.title == "A"
+
+
+async def test_a_file_still_being_written_is_deferred(parts: Components, inbox: Inbox) -> None:
+    inbox.write("fresh.md", release_text(), age=0)
+    report = await scan(parts)
+    assert (report.deferred, report.created) == (("fresh.md",), ())
+    await asyncio.sleep(parts.jobs.settle_seconds + 0.05)  # the real settle interval, bounded and short
+    assert (await scan(parts)).created == ("fresh",)
+
+
+async def test_embargo_publishes_on_time(parts: Components, inbox: Inbox, clock: FakeClock) -> None:
+    embargo = START + timedelta(hours=1)
+    inbox.release("later.md", publish_at=embargo.isoformat())
+    report = await scan(parts)
+    assert report.created == ("later",)
+    assert await visible_ids(parts) == []
+    clock.set(embargo - timedelta(seconds=1))
+    assert await jobs.publish_due(parts.jobs) == []
+    clock.set(embargo)
+    assert [r.id for r in await jobs.publish_due(parts.jobs)] == ["later"]
+    assert await visible_ids(parts) == ["later"]
+
+
+async def test_a_missed_embargo_is_published_by_the_next_scan(
+    parts: Components, inbox: Inbox, clock: FakeClock
+) -> None:
+    inbox.release("later.md", publish_at=(START + timedelta(minutes=5)).isoformat())
+    await scan(parts)
+    clock.advance(hours=3)  # the service was down at the embargo time
+    assert (await scan(parts)).published == ("later",)
+
+
+async def test_metrics_follow_the_store(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md")
+    inbox.write("bad.md", "no front matter\n")
+    await scan(parts)
+    text = parts.metrics.render().decode()
+    assert 'announce_releases{state="published"} 1.0' in text
+    assert "announce_file_problems 1.0" in text
+    assert "announce_ingest_errors_total 1.0" in text
+
+
+async def test_store_state_counts(parts: Components, inbox: Inbox) -> None:
+    inbox.release("a.md")
+    inbox.release("b.md", publish_at=(START + timedelta(days=2)).isoformat())
+    await scan(parts)
+    counts = await parts.releases.counts()
+    assert (counts[ReleaseState.PUBLISHED], counts[ReleaseState.SCHEDULED]) == (1, 1)
