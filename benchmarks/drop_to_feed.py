@@ -1,0 +1,117 @@
+"""Drop-to-feed latency: time from a file renamed into announcements/ to its entry on /feed.atom.
+
+Runs the real `announce run` process on SQLite in a temporary folder, drops N releases one at a
+time (write elsewhere, rename into place), and polls the feed with If-None-Match until each appears.
+Prints p50 / p95 / max, and the ratio of p50 to the settle interval (the floor the design imposes).
+
+    python benchmarks/drop_to_feed.py [--drops 50] [--settle 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASE = "---\ntitle: Benchmark release {n}\ndate: 2026-11-{day:02d}\n---\n\nBody of release {n}.\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(base: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("service did not start")
+
+
+def measure(base: str, inbox: Path, drops: int) -> list[float]:
+    latencies: list[float] = []
+    etag = ""
+    with httpx.Client(base_url=base, timeout=5) as client:
+        for n in range(drops):
+            tmp = inbox / f".drop-{n}.md.part"
+            tmp.write_text(RELEASE.format(n=n, day=1 + n % 28), encoding="utf-8")
+            started = time.monotonic()
+            tmp.rename(inbox / f"drop-{n}.md")
+            marker = f"Benchmark release {n}<"
+            while time.monotonic() - started < 30:
+                response = client.get("/feed.atom", headers={"If-None-Match": etag} if etag else {})
+                if response.status_code == 200:
+                    etag = response.headers["etag"]
+                    if marker in response.text:
+                        break
+                time.sleep(0.01)
+            else:
+                raise SystemExit(f"release {n} never appeared")
+            latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drops", type=int, default=50)
+    parser.add_argument("--settle", type=float, default=0.5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = Path(tmp, "announcements")
+        inbox.mkdir()
+        port = free_port()
+        env = {
+            **os.environ,
+            "ANNOUNCE_ANNOUNCEMENTS_DIR": str(inbox),
+            "ANNOUNCE_DATA_DIR": str(Path(tmp, "var")),
+            "ANNOUNCE_TEMPLATES_DIR": str(REPO / "templates"),
+            "ANNOUNCE_SETTLE_SECONDS": str(args.settle),
+            "ANNOUNCE_LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "run",
+                "--port",
+                str(port),
+                "--config",
+                str(REPO / "config.yaml"),
+            ],
+            cwd=tmp,
+            env=env,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_healthy(base)
+            latencies = measure(base, inbox, args.drops)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    cuts = statistics.quantiles(latencies, n=20)
+    p50, p95 = statistics.median(latencies), cuts[18]
+    print(f"drops: {len(latencies)}  settle_seconds: {args.settle}")
+    print(f"drop-to-feed p50 {p50:.3f} s  p95 {p95:.3f} s  max {max(latencies):.3f} s")
+    print(
+        f"p50 / settle interval: {p50 / args.settle:.2f}x   target p50 <= 1.5 s: {'met' if p50 <= 1.5 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
