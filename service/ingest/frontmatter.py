@@ -49,6 +49,7 @@ class Metadata:
     publish_at: datetime | None = None
     attachments: tuple[str, ...] = ()
     draft: bool = False
+    attachments_line: int | None = None  # where to point when an attachment file is missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,19 @@ class Document:
     body_line: int  # 1-based line where the body starts
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: they serve no purpose here and enable YAML bombs."""
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 surprises: no aliases (YAML bombs), and only true/false are booleans.
+
+    `lang: no` stays the Norwegian language tag, and `on:` stays a key named "on".
+    """
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level registry
+        first: [(tag, regex) for tag, regex in resolvers if tag != _BOOL_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -71,6 +83,20 @@ class _NoAliasLoader(yaml.SafeLoader):
                 problem="aliases (*name) are not allowed", problem_mark=event.start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML lets ValueError escape for values like 2020-02-30; give it the node's position.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid value {node.value!r}: {exc}", node.start_mark
+            ) from None
+
+
+_StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def split(text: str, source: str) -> Document:
@@ -93,15 +119,20 @@ def split(text: str, source: str) -> Document:
 
 
 def _load_yaml(text: str, source: str, first_line: int) -> tuple[dict[str, Any], dict[str, int]]:
-    loader = _NoAliasLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = first_line + text[: exc.position].count("\n")
+        bad = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise AnnouncementError(source, f"contains the control character U+{bad:04X}", line=line) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = first_line + mark.line if mark is not None else None
+        where = first_line + mark.line if mark is not None else None
         reason = exc.problem or exc.context or "invalid YAML"
-        raise AnnouncementError(source, f"invalid YAML: {reason}", line=line) from None
+        raise AnnouncementError(source, f"invalid YAML: {reason}", line=where) from None
     except yaml.YAMLError as exc:
         raise AnnouncementError(source, f"invalid YAML: {exc}", line=first_line) from None
     finally:
@@ -113,8 +144,15 @@ def _load_yaml(text: str, source: str, first_line: int) -> tuple[dict[str, Any],
             line=first_line,
             hint="write one 'key: value' per line",
         )
-    lines = {str(key.value): first_line + key.start_mark.line for key, _ in node.value}
+    lines = {_key_text(key): first_line + key.start_mark.line for key, _ in node.value}
     return data, lines
+
+
+def _key_text(node: yaml.Node) -> str:
+    # The text under which validate() looks a key up: str() of what the key becomes.
+    if node.tag == _BOOL_TAG:
+        return str(str(node.value).lower() == "true")
+    return str(node.value)
 
 
 def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
@@ -136,6 +174,7 @@ def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
         publish_at=check.moment("publish_at"),
         attachments=check.attachments(),
         draft=check.flag("draft"),
+        attachments_line=doc.lines.get("attachments"),
     )
 
 
@@ -169,7 +208,7 @@ class _Checker:
             if required:
                 raise self.error(key, f"{key!r} is empty")
             return None
-        if not multiline and ("\n" in text or "\r" in text):
+        if not multiline and len(text.splitlines()) > 1:
             raise self.error(key, f"{key!r} must be a single line")
         bad = find_illegal(text) or next(
             (c for c in text if c != "\n" and unicodedata.category(c) == "Cc"), None
@@ -217,7 +256,7 @@ class _Checker:
         value = self._get(key, False)
         if value is None:
             return None
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise self.error(key, f"{key!r} must be {what}; got {str(value)[:60]!r}")
         return value
 
@@ -230,7 +269,7 @@ class _Checker:
             raise self.error("topics", "'topics' must be a list of words", "e.g. topics: [research, awards]")
         topics = tuple(dict.fromkeys(t.strip().lower() for t in value))
         for topic in topics:
-            if not _TOPIC.match(topic):
+            if not _TOPIC.fullmatch(topic):
                 raise self.error(
                     "topics",
                     f"topic {topic[:60]!r} is not a valid topic",

@@ -9,7 +9,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import watchfiles
 
@@ -50,7 +50,8 @@ def list_release_files(folder: Path) -> list[FileStat]:
             entry = _stat_regular(path, root, real_root)
             if entry is not None:
                 found.append(entry)
-    return found
+    # By path components, so "a/z.md" sorts before "b.md" exactly as `announce check` lists them.
+    return sorted(found, key=lambda f: PurePosixPath(f.source).parts)
 
 
 def _stat_regular(path: Path, root: Path, real_root: Path) -> FileStat | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import mimetypes
 import re
@@ -37,10 +38,11 @@ def decode(raw: bytes, source: str) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        start = exc.start + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)
+        line = raw[:start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
         raise AnnouncementError(
             source,
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            f"not valid UTF-8 (byte 0x{raw[start]:02x} at offset {start})",
             line=line,
             hint="save the file as UTF-8",
         ) from None
@@ -76,18 +78,21 @@ def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -
         topics=meta.topics,
         author=meta.author,
         publish_at=meta.publish_at,
-        attachments=tuple(_attachment(folder, path.parent, name, source) for name in meta.attachments),
+        attachments=tuple(
+            _attachment(folder, path.parent, name, source, meta.attachments_line) for name in meta.attachments
+        ),
         draft=meta.draft,
     )
 
 
-def _attachment(folder: Path, directory: Path, name: str, source: str) -> Attachment:
+def _attachment(folder: Path, directory: Path, name: str, source: str, line: int | None) -> Attachment:
     file = directory / name
     resolved = file.resolve()
     if not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
         raise AnnouncementError(
             source,
             f"attachment {name!r} not found next to the release",
+            line=line,
             hint=f"copy it to {directory.relative_to(folder).as_posix() or '.'}/{name}",
         )
     data = resolved.read_bytes()

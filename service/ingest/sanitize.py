@@ -62,6 +62,7 @@ def clean_html(html: str) -> str:
         tags=_ALLOWED_TAGS,
         attributes=_ATTRIBUTES,
         url_schemes={"http", "https", "mailto", "tel"},
+        filter_style_properties={"text-align"},  # table alignment only: no url(), no overlays
         link_rel="noopener noreferrer",
     )
 
