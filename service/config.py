@@ -72,6 +72,65 @@ class Settings(BaseSettings):
         description="A file must keep the same size and mtime this long before it is read.",
     )
     max_file_bytes: int = Field(5_000_000, ge=1, description="Release files larger than this are refused.")
+    # Subscribers
+    secret_key: str | None = Field(
+        None,
+        description="Signs confirm, unsubscribe and preferences links. Set it from the environment "
+        "(ANNOUNCE_SECRET_KEY); empty: a random key is created once in <data_dir>/secret_key.",
+    )
+    previous_secret_keys: list[str] = Field(
+        [], description="Keys still accepted for links in mail already sent (key rotation)."
+    )
+    confirm_token_hours: float = Field(168.0, gt=0, description="Lifetime of a confirmation link, in hours.")
+    confirmation_window_minutes: float = Field(
+        60.0, ge=0, description="At most one confirmation mail per address in this many minutes."
+    )
+    subscribe_rate_limit: int = Field(
+        10, ge=1, description="Subscription requests accepted per client address per minute."
+    )
+    # Mail
+    mail_transport: Literal["outbox", "smtp"] = Field(
+        "outbox", description="`outbox`: write .eml files to outbox_dir; `smtp`: send through smtp_host."
+    )
+    mail_from: str = Field("press@localhost", description="Sender address of every mail (envelope and From).")
+    mail_from_name: str | None = Field(None, description="Display name in From; empty: the site title.")
+    outbox_dir: Path | None = Field(None, description="Folder of the file outbox; empty: <data_dir>/outbox.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP relay host.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP relay port.")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="`starttls` (port 587), `tls` (port 465) or `none` (a local relay)."
+    )
+    smtp_username: str | None = Field(None, description="SMTP AUTH user; empty: no authentication.")
+    smtp_password: str | None = Field(
+        None, description="SMTP AUTH password; set it from the environment (ANNOUNCE_SMTP_PASSWORD)."
+    )
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for each SMTP reply.")
+    smtp_pool_size: int = Field(4, ge=1, le=100, description="Persistent SMTP connections at most.")
+    smtp_rate_limit: float = Field(0.0, ge=0, description="Messages per second at most; 0: no limit.")
+    dkim_key_file: Path | None = Field(
+        None, description="PEM private key (RSA or Ed25519) to DKIM-sign mail; empty: no signature."
+    )
+    dkim_selector: str = Field("announce", description="DKIM selector (the DNS name <selector>._domainkey).")
+    # Delivery
+    retry_horizon_hours: float = Field(
+        72.0, gt=0, description="Temporary failures are retried, with backoff, for this long."
+    )
+    unknown_policy: Literal["retry", "hold"] = Field(
+        "retry",
+        description="After a connection lost once the message was sent: `retry` (at-least-once, a "
+        "possible duplicate) or `hold` (at-most-once; shown in status for an operator).",
+    )
+    bulletin_max_age_days: float = Field(
+        7.0, ge=0, description="Releases dated further back than this are published without a bulletin."
+    )
+    dispatch_batch: int = Field(50, ge=1, le=5000, description="Ledger rows claimed per dispatcher batch.")
+    lease_seconds: float = Field(
+        120.0, gt=0, description="A claimed batch not finished in this time is reclaimed (node died)."
+    )
+    digest_time: str = Field("08:00", description="Local time (HH:MM) daily and weekly digests are sent.")
+    weekly_digest_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(
+        "mon", description="Day of the weekly digest."
+    )
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written."
@@ -96,6 +155,22 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value or None
 
+    @field_validator("mail_from")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        local, _, domain = value.partition("@")
+        if not local or not domain or any(c in value for c in " <>\r\n"):
+            raise ValueError("must be a plain address such as press@example.org")
+        return value
+
+    @field_validator("digest_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hours, _, minutes = value.partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("must be a time such as 08:00")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -114,6 +189,16 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The database URL, defaulting to SQLite under data_dir."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'announce.db'}"
+
+    @property
+    def effective_outbox_dir(self) -> Path:
+        """The file outbox folder."""
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of mail_from, used in Message-ID and List-Id."""
+        return self.mail_from.rpartition("@")[2]
 
     @classmethod
     def settings_customise_sources(
@@ -165,7 +250,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     # Relative folders in a config file mean "next to that file", so --config works from anywhere.
     resolved = dict(data)
-    for key in ("announcements_dir", "data_dir", "templates_dir"):
+    for key in ("announcements_dir", "data_dir", "templates_dir", "outbox_dir", "dkim_key_file"):
         value = resolved.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             resolved[key] = str(base / value)

@@ -108,3 +108,84 @@ class SiteVersion:
 
     revision: int
     changed_at: datetime
+
+
+class SubscriberState(enum.StrEnum):
+    """Where a subscriber is in the double opt-in life cycle."""
+
+    PENDING = "pending"  # asked to subscribe; nothing is sent but the confirmation
+    CONFIRMED = "confirmed"  # followed the confirmation link
+    UNSUBSCRIBED = "unsubscribed"  # never mailed again unless they subscribe and confirm anew
+    BOUNCED = "bounced"  # a permanent failure; suppressed like an unsubscribe
+
+
+class Frequency(enum.StrEnum):
+    """How often a subscriber wants mail."""
+
+    IMMEDIATE = "immediate"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """How, when and from where an address was subscribed (kept as the record of consent)."""
+
+    method: str  # web, api, cli, import
+    source: str  # form URL, file name, operator note
+    at: datetime
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One address and its preferences."""
+
+    id: int
+    email: str
+    state: SubscriberState
+    lang: str
+    frequency: Frequency
+    consent: Consent
+    created_at: datetime
+    topics: tuple[str, ...] = ()  # empty: every topic
+    generation: int = 1  # bumped by each new subscription request; confirm tokens carry it
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    bounced_at: datetime | None = None
+
+
+class DeliveryKind(enum.StrEnum):
+    """What a ledger row sends."""
+
+    CONFIRMATION = "confirmation"
+    BULLETIN = "bulletin"
+    DIGEST = "digest"
+    CORRECTION = "correction"
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a ledger row is."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    RETRY = "retry"  # temporary failure; next attempt scheduled
+    UNKNOWN = "unknown"  # connection lost after the message data was sent: the server may have it
+    FAILED = "failed"  # permanent failure, or retries exhausted
+
+
+class Outcome(enum.StrEnum):
+    """What one send attempt told us."""
+
+    SENT = "sent"  # 2xx after DATA
+    TEMPORARY = "temporary"  # 4xx, refused connection, timeout before DATA
+    PERMANENT = "permanent"  # 5xx at RCPT or DATA
+    UNKNOWN = "unknown"  # disconnect or timeout after DATA was sent
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt, with the server's words."""
+
+    outcome: Outcome
+    reply: str = ""

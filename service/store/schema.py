@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -75,6 +77,7 @@ releases = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("published_at", UTCDateTime),
     Column("withdrawn_at", UTCDateTime),
+    Column("fanout_at", UTCDateTime),  # when bulletins were queued; NULL: still to do
     Index(None, "state", "date"),
     Index(None, "source"),
 )
@@ -111,4 +114,59 @@ site_state = Table(
     Column("last_scan_seconds", Float),
     Column("last_scan_files", Integer),
     Column("last_scan_problems", Integer),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # lowercased domain, as validated
+    Column("state", String(16), nullable=False),
+    Column("all_topics", Boolean, nullable=False),
+    Column("lang", String(35), nullable=False),
+    Column("frequency", String(16), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("consent_method", String(16), nullable=False),
+    Column("consent_source", Text, nullable=False),
+    Column("consent_at", UTCDateTime, nullable=False),
+    Column("consent_ip", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("unsubscribed_at", UTCDateTime),
+    Column("bounced_at", UTCDateTime),
+    Column("confirmation_sent_at", UTCDateTime),
+    Column("last_digest_at", UTCDateTime),
+    Index(None, "state", "frequency"),
+)
+
+subscriber_topics = Table(
+    "subscriber_topics",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic", String(64), primary_key=True),
+    Index(None, "topic"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(200), nullable=False),  # what is sent, e.g. bulletin:<release id>
+    Column("release_id", String(128)),
+    Column("release_version", Integer),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", UTCDateTime),
+    Column("message_id", String(300)),
+    Column("reply", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("subscriber_id", "key"),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "release_id", "kind"),
 )

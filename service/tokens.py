@@ -1,0 +1,64 @@
+"""Signed, purpose-bound tokens for links in mail: no address inside, and confirm links expire."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from service.files import write_atomic
+
+
+class Purpose(enum.StrEnum):
+    """What a token may be used for; a token for one purpose is worthless for another."""
+
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"
+
+
+class Tokens:
+    """Makes and checks tokens carrying a subscriber id (never the address) and a generation."""
+
+    def __init__(
+        self, secret: str, previous: Sequence[str] = (), confirm_max_age: timedelta = timedelta(days=7)
+    ):
+        # itsdangerous signs with the last key and accepts every key in the list: rotation.
+        self._keys = [*previous, secret]
+        self._confirm_max_age = confirm_max_age
+        self._serializers = {
+            purpose: URLSafeTimedSerializer(self._keys, salt=f"announce.{purpose}") for purpose in Purpose
+        }
+
+    def make(self, purpose: Purpose, subscriber_id: int, generation: int = 0) -> str:
+        """A URL-safe token for `purpose`."""
+        return str(self._serializers[purpose].dumps([subscriber_id, generation]))
+
+    def read(self, purpose: Purpose, token: str) -> tuple[int, int] | None:
+        """(subscriber id, generation), or None if forged, for another purpose, or expired."""
+        max_age = int(self._confirm_max_age.total_seconds()) if purpose is Purpose.CONFIRM else None
+        try:
+            value = self._serializers[purpose].loads(token, max_age=max_age)
+        except (SignatureExpired, BadSignature):
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            return None
+        return value[0], value[1]
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The secret kept in `path`, created (random, mode 0600) on first use."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(32)
+    write_atomic(path, secret.encode())
+    path.chmod(0o600)
+    return secret
