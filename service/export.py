@@ -54,8 +54,8 @@ class Exporter:
         self._write(Site.permalink_path(release_id), page.body)
         release_attachments = await self._views.attachments_of(release_id)
         for path, item in release_attachments:
-            target = self._out / _file_for(Site.attachment_path(release_id, item.name))
-            target.parent.mkdir(parents=True, exist_ok=True)
+            # The file name as is: the URL's percent-encoding is undone by the web server.
+            target = self._out / "announcements" / release_id / "attachments" / item.name
             write_atomic(target, path.read_bytes())
             self._written.append(target.relative_to(self._out).as_posix())
 

@@ -190,9 +190,9 @@ class _Pass:
         except AnnouncementError as exc:
             problem = FileProblem(file.source, exc.reason, exc.line, exc.hint)
             self._problem(problem, record)
-            if record is not None:
-                self.claims[file.source] = record.release_id  # keep serving the last good version
-            await ctx.sources.record(seen, now, problem=problem)
+            kept = record.release_id if record is not None else None
+            self.claims[file.source] = kept  # keep serving the last good version, scan after scan
+            await ctx.sources.record(seen, now, release_id=kept, problem=problem)
             return
         self.claims[file.source] = ann.id
         await ctx.sources.record(seen, now, release_id=ann.id)

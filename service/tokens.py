@@ -59,6 +59,5 @@ def load_or_create_secret(path: Path) -> str:
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     secret = secrets.token_urlsafe(32)
-    write_atomic(path, secret.encode())
-    path.chmod(0o600)
+    write_atomic(path, secret.encode(), mode=0o600)
     return secret

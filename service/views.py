@@ -112,11 +112,12 @@ class Views:
         if not valid_slug(release_id):
             return None
 
-        async def build(_: datetime) -> Rendered | None:
+        async def build(changed_at: datetime) -> Rendered | None:
             release = await self._releases.get(release_id)
             if release is None:
                 return None
-            modified = max(release.updated, release.published_at or release.updated)
+            # A release dated in the future must not claim a future Last-Modified (RFC 9110 8.8.2.1).
+            modified = min(max(release.updated, release.published_at or release.updated), changed_at)
             return _rendered(self._pages.announcement(release).encode(), HTML, modified)
 
         return await self._cached(("announcement", release_id), build)

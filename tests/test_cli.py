@@ -100,6 +100,20 @@ def test_build_writes_the_site_atomically_and_prunes(
     assert "wrote" in capsys.readouterr().out
 
 
+def test_build_writes_attachments_under_their_own_names_readable_by_others(
+    config: Path, inbox: Inbox, tmp_path: Path
+) -> None:
+    inbox.write("press kit.pdf", b"%PDF-1.4 kit")
+    inbox.write("README", b"plain")
+    inbox.release("one.md", attachments=["press kit.pdf", "README"])
+    out = tmp_path / "site"
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 0
+    folder = out / "announcements" / "one" / "attachments"
+    assert (folder / "press kit.pdf").read_bytes() == b"%PDF-1.4 kit"
+    assert (folder / "README").read_bytes() == b"plain"
+    assert (out / "feed.atom").stat().st_mode & 0o777 == 0o644
+
+
 def test_build_output_matches_what_http_serves(config: Path, inbox: Inbox, tmp_path: Path) -> None:
     inbox.release("one.md", title="One")
     out = tmp_path / "site"
@@ -161,3 +175,12 @@ def test_python_dash_m_service_is_the_same_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "1 ok, 0 with errors" in result.stdout
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("database_url: postgresql+asyncpg://postgres@127.0.0.1:1/nothing\n")
+    assert main(["status", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("announce: cannot open or migrate the database")
+    assert "Traceback" not in err

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
 
 from service import jobs
 from service.models import ReleaseState
@@ -136,6 +139,27 @@ async def test_a_bad_edit_keeps_the_last_good_version_online(parts: Components, 
     release = await parts.releases.get("one")
     assert release is not None
     assert release.announcement.title == "Good version"
+
+
+async def test_a_bad_edit_stays_online_across_rescans(parts: Components, inbox: Inbox) -> None:
+    inbox.release("one.md", title="Good version")
+    await scan(parts)
+    inbox.write("one.md", "---\ntitle: Broken edit\n---\n")
+    for _ in range(3):  # the periodic rescan re-reads refused files every time
+        report = await scan(parts)
+        assert report.withdrawn == ()
+    assert await visible_ids(parts) == ["one"]
+
+
+async def test_attachments_work_with_a_relative_folder(
+    parts: Components, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox.write("kit.pdf", b"%PDF-1.4 test")
+    inbox.release("one.md", attachments=["kit.pdf"])
+    monkeypatch.chdir(inbox.folder.parent)
+    parts.jobs.folder = Path(inbox.folder.name)  # as with the default announcements_dir
+    report = await scan(parts)
+    assert (report.created, report.problems) == (("one",), ())
 
 
 async def test_duplicate_ids_across_files(parts: Components, inbox: Inbox) -> None:

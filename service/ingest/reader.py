@@ -53,7 +53,8 @@ def decode(raw: bytes, source: str) -> str:
 
 def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -> Announcement:
     """Turn the bytes of one release file into an Announcement, or raise AnnouncementError."""
-    source = path.absolute().relative_to(folder.absolute()).as_posix()
+    folder, path = folder.absolute(), path.absolute()
+    source = path.relative_to(folder).as_posix()
     if len(raw) > options.max_file_bytes:
         raise AnnouncementError(
             source,

@@ -38,8 +38,8 @@ class Database:
                 if (await conn.execute(select(site_state.c.id))).first() is None:
                     epoch = datetime(1970, 1, 1, tzinfo=UTC)
                     await conn.execute(insert(site_state).values(id=1, revision=0, changed_at=epoch))
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the database: {exc}") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open or migrate the database: {exc}") from exc
 
     async def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""

@@ -263,6 +263,9 @@ class Releases:
         where = self._visible(topic)
         async with self._db.engine.connect() as conn:
             total = (await conn.execute(select(func.count()).select_from(releases).where(where))).scalar_one()
+            pages = max(1, -(-total // size))
+            if number > pages:  # also keeps absurd page numbers out of the SQL OFFSET
+                return ReleasePage((), number, pages, total)
             rows = await conn.execute(
                 select(releases)
                 .where(where)
@@ -271,7 +274,7 @@ class Releases:
                 .offset((number - 1) * size)
             )
             items = tuple(_to_release(r) for r in rows)
-        return ReleasePage(items, number, max(1, -(-total // size)), total)
+        return ReleasePage(items, number, pages, total)
 
     async def get(self, release_id: str) -> Release | None:
         """A published release by id; None if unknown, embargoed or withdrawn."""

@@ -51,18 +51,13 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
         ("/announcements/{release_id}/attachments/{name}", h.attachment, "attachment"),
     ):
         route(path, endpoint, methods=_GET, name=name, include_in_schema=False)
-    route(
-        "/healthz",
-        h.healthz,
-        methods=_GET,
-        tags=["operations"],
-        summary="Liveness and database check",
-    )
+    route("/healthz", h.healthz, methods=["GET"], tags=["operations"], summary="Liveness and database check")
+    route("/healthz", h.healthz, methods=["HEAD"], include_in_schema=False)  # one operationId per method
     route("/metrics", h.metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics")
 
     async def not_found(_: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code != 404:
-            return Response(str(exc.detail), status_code=exc.status_code)
+            return Response(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
         return h.not_found()
 
     app.add_exception_handler(404, not_found)

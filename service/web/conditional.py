@@ -50,5 +50,6 @@ def respond(request: Request, rendered: Rendered, metrics: Metrics, kind: str) -
     }
     if is_fresh(request, rendered.etag, rendered.last_modified):
         metrics.not_modified.labels(kind=kind).inc()
-        return Response(status_code=304, headers=headers)
+        # The gzip middleware only adds Vary to bodies it compresses; a 304 must still carry it.
+        return Response(status_code=304, headers={**headers, "Vary": "Accept-Encoding"})
     return Response(rendered.body, media_type=rendered.media_type, headers=headers)

@@ -10,7 +10,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from service.errors import StoreError
 from service.metrics import CONTENT_TYPE, Metrics
-from service.render.site import FeedKind
+from service.render.site import FeedKind, Site
 from service.store.database import Database
 from service.store.sources import Sources
 from service.views import HTML, Rendered, Views
@@ -54,7 +54,7 @@ class Handlers:
         number = int(request.path_params.get("number", 1))
         topic = request.path_params.get("topic")
         if number == 1 and "number" in request.path_params:
-            return RedirectResponse(request.url_for("topic_archive", topic=topic) if topic else "/", 301)
+            return RedirectResponse(Site.archive_path(1, topic), 301)
         return self._answer(request, await self.deps.views.archive(number, topic), "page")
 
     async def announcement(self, request: Request) -> Response:
