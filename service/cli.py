@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from service import __version__, jobs
+from service import __version__, cli_mail, cli_subscribers, jobs
 from service.config import Settings, load_settings
 from service.errors import AnnouncementError, ServiceError
 from service.export import Exporter
@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     build = commands.add_parser("build", parents=[common], help="write the feeds and archive as static files")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    commands.add_parser("status", parents=[common], help="counts, last scan and refused files")
+    commands.add_parser("status", parents=[common], help="counts, last scan, refused files, deliveries")
+    cli_mail.add_parsers(commands, common)
+    cli_subscribers.add_parser(commands, common)
     commands.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     return parser
 
@@ -186,6 +188,8 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
         counts = await parts.releases.counts()
         last = await parts.sources.last_scan()
         problems = await parts.sources.problems()
+        audience = await parts.subscribers.counts()
+        deliveries = await parts.ledger.progress()
     finally:
         await parts.close()
     print("releases: " + ", ".join(f"{state.value} {n}" for state, n in counts.items()))
@@ -199,7 +203,12 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
     for problem in problems:
         line = f":{problem.line}" if problem.line else ""
         print(f"refused: {problem.source}{line}: {problem.reason}")
+    print("subscribers: " + ", ".join(f"{state.value} {n}" for state, n in audience.items()))
+    cli_mail.print_delivery_status(deliveries)
     return 0
 
 
-_COMMANDS = {"run": _run, "build": _build, "status": _status, "migrate": _migrate}
+_COMMANDS = {
+    "run": _run, "build": _build, "status": _status, "migrate": _migrate,
+    "preview": cli_mail.run, "send": cli_mail.run, "subscribers": cli_subscribers.run,
+}  # fmt: skip

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(
         0.5,
         ge=0,
-        description="A file must keep the same size and mtime this long before it is read.",
+        description="A file is read only once it was last modified at least this long ago.",
     )
     max_file_bytes: int = Field(5_000_000, ge=1, description="Release files larger than this are refused.")
     # Subscribers
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     smtp_pool_size: int = Field(4, ge=1, le=100, description="Persistent SMTP connections at most.")
     smtp_rate_limit: float = Field(0.0, ge=0, description="Messages per second at most; 0: no limit.")
     dkim_key_file: Path | None = Field(
-        None, description="PEM private key (RSA or Ed25519) to DKIM-sign mail; empty: no signature."
+        None, description="Private key to DKIM-sign mail (RSA PEM, or dkimpy's Ed25519); empty: no signature."
     )
     dkim_selector: str = Field("announce", description="DKIM selector (the DNS name <selector>._domainkey).")
     # Delivery

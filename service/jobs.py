@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -18,8 +19,9 @@ from service.ingest.inbox import FileStat, list_release_files
 from service.ingest.options import IngestOptions
 from service.ingest.reader import read_release
 from service.metrics import Metrics
-from service.models import Announcement, FileProblem, Release, ScanReport
+from service.models import Announcement, FileProblem, Frequency, Release, ScanReport
 from service.render.site import FeedKind, Site
+from service.store.ledger import Ledger
 from service.store.releases import Change, Releases
 from service.store.sources import FileSeen, SourceRecord, Sources
 
@@ -32,6 +34,14 @@ class Notifier(Protocol):
     async def feeds_changed(self, urls: Sequence[str]) -> None:
         """Announce the changed feeds."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutPolicy:
+    """Which releases are mailed, and for how long delivery is attempted."""
+
+    max_age: timedelta = timedelta(days=7)  # older releases (an archive import) are not mailed
+    horizon: timedelta = timedelta(days=3)
 
 
 @dataclass
@@ -47,6 +57,9 @@ class JobContext:
     clock: Clock
     metrics: Metrics
     notifier: Notifier | None = None
+    ledger: Ledger | None = None  # None: feeds only, no mail
+    fan_out: FanOutPolicy = field(default_factory=FanOutPolicy)
+    on_queued: Callable[[], None] = lambda: None  # wakes the dispatcher
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -74,7 +87,8 @@ async def scan(ctx: JobContext) -> ScanReport:
         published = await ctx.releases.publish_due(ctx.clock.now())
         report = scan.report(published, time.perf_counter() - started)
         await _after_scan(ctx, report, scan.topics | {t for r in published for t in r.announcement.topics})
-        return report
+    await fan_out(ctx)
+    return report
 
 
 async def publish_due(ctx: JobContext) -> list[Release]:
@@ -85,7 +99,46 @@ async def publish_due(ctx: JobContext) -> list[Release]:
     if published:
         await _refresh_counts(ctx)
         await _notify(ctx, {t for r in published for t in r.announcement.topics})
+    await fan_out(ctx)
     return published
+
+
+DIGEST_PERIODS = {Frequency.DAILY: timedelta(days=1), Frequency.WEEKLY: timedelta(days=7)}
+
+
+async def queue_digests(ctx: JobContext, frequency: Frequency) -> int:
+    """The digest job: queue a digest for each daily (or weekly) subscriber with news since the last one."""
+    if ctx.ledger is None:
+        return 0
+    queued = await ctx.ledger.queue_digests(
+        frequency, DIGEST_PERIODS[frequency], ctx.clock.now(), ctx.fan_out.horizon
+    )
+    log.info("digests queued", extra={"frequency": frequency.value, "count": queued})
+    if queued:
+        ctx.on_queued()
+    return queued
+
+
+async def fan_out(ctx: JobContext) -> int:
+    """Queue bulletins for newly published releases and notices for new corrections; once each."""
+    if ctx.ledger is None:
+        return 0
+    queued = 0
+    now = ctx.clock.now()
+    for release_id, version, topics, date in await ctx.ledger.awaiting_fan_out():
+        mail = now - date <= ctx.fan_out.max_age
+        count = await ctx.ledger.fan_out(release_id, version, topics, now, ctx.fan_out.horizon, mail)
+        if count is not None:
+            log.info("bulletins queued", extra={"release": release_id, "count": count, "mailed": mail})
+            queued += count
+    for release_id, version in await ctx.ledger.awaiting_corrections():
+        count = await ctx.ledger.fan_out_correction(release_id, version, now, ctx.fan_out.horizon)
+        if count is not None:
+            log.info("correction notices queued", extra={"release": release_id, "count": count})
+            queued += count
+    if queued:
+        ctx.on_queued()
+    return queued
 
 
 async def _after_scan(ctx: JobContext, report: ScanReport, topics: set[str]) -> None:

@@ -53,5 +53,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler", "watchfiles", "httpx", "uvicorn.access", "alembic"):
+    for noisy in ("apscheduler", "watchfiles", "httpx", "uvicorn.access", "alembic", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -45,6 +45,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.deliveries = Counter(
+            "announce_deliveries", "Send attempts by outcome (sent, temporary, permanent, unknown, skipped).",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "announce_delivery_queue_depth", "Ledger rows still to send.", registry=self.registry
+        )
+        self.send_seconds = Histogram(
+            "announce_send_duration_seconds", "Time to hand one message to the transport.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30), registry=self.registry,
+        )  # fmt: skip
+
     def set_release_counts(self, counts: dict[ReleaseState, int]) -> None:
         """Publish the current number of releases in each state."""
         for state, n in counts.items():

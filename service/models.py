@@ -34,6 +34,7 @@ class Announcement:
     publish_at: datetime | None = None  # embargo: invisible everywhere until then
     attachments: tuple[Attachment, ...] = ()
     draft: bool = False
+    correction: str | None = None  # a note saying what an edit corrected; mailed to earlier recipients
 
 
 class ReleaseState(enum.StrEnum):
@@ -55,6 +56,7 @@ class Release:
     content_hash: str
     updated: datetime  # the release date for version 1, then the time of each content change
     published_at: datetime | None = None  # when it became visible
+    corrected_at: datetime | None = None  # when the current correction note first appeared
 
     @property
     def id(self) -> str:
@@ -172,6 +174,7 @@ class DeliveryState(enum.StrEnum):
     RETRY = "retry"  # temporary failure; next attempt scheduled
     UNKNOWN = "unknown"  # connection lost after the message data was sent: the server may have it
     FAILED = "failed"  # permanent failure, or retries exhausted
+    SKIPPED = "skipped"  # the subscriber left (or confirmed) before it was sent
 
 
 class Outcome(enum.StrEnum):

@@ -5,29 +5,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
+import jinja2
 import uvicorn
 from fastapi import FastAPI
 
+from service.audience import Audience
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.delivery.compose import Composer
+from service.delivery.dispatch import Dispatcher, DispatchPolicy
+from service.delivery.dkim import make_signer
+from service.delivery.mailer import Mailer
+from service.delivery.outbox import OutboxMailer
+from service.delivery.smtp import SmtpMailer, SmtpOptions
 from service.delivery.websub import WebSubPublisher
 from service.ingest.inbox import watch
 from service.ingest.options import IngestOptions
-from service.jobs import JobContext
+from service.jobs import FanOutPolicy, JobContext
 from service.metrics import Metrics
+from service.render.bulletin import MailRenderer, Sender
 from service.render.environment import make_environment
 from service.render.pages import PageRenderer
 from service.render.site import Site
-from service.scheduler import Scheduler
+from service.scheduler import DigestSchedule, Scheduler
 from service.store.database import Database, open_database
+from service.store.ledger import Ledger
 from service.store.releases import Releases
 from service.store.sources import Sources
+from service.store.subscribers import Subscribers
+from service.tokens import Tokens, load_or_create_secret
 from service.views import Views
 from service.web.app import create_app
 from service.web.routes import WebDeps
+from service.web.subscriptions import csrf_key
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +72,18 @@ class Components:
     metrics: Metrics
     views: Views
     jobs: JobContext
+    subscribers: Subscribers
+    ledger: Ledger
+    audience: Audience
+    tokens: Tokens
+    site: Site
+    templates: jinja2.Environment
+    mailer: Mailer
+    dispatcher: Dispatcher
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release mail connections and database connections."""
+        await self.mailer.close()
         await self.database.dispose()
 
 
@@ -66,8 +91,24 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     """Construct every component from the settings (no I/O beyond opening the engine)."""
     database = open_database(settings.effective_database_url)
     releases, sources, metrics = Releases(database), Sources(database), Metrics()
+    subscribers, ledger = Subscribers(database), Ledger(database)
     site = site_from(settings)
-    pages = PageRenderer(make_environment(settings.templates_dir), site)
+    templates = make_environment(settings.templates_dir)
+    pages = PageRenderer(templates, site)
+    clock = clock or SystemClock()
+    tokens = Tokens(
+        settings.secret_key or load_or_create_secret(settings.data_dir / "secret_key"),
+        settings.previous_secret_keys,
+        confirm_max_age=timedelta(hours=settings.confirm_token_hours),
+    )
+    audience = Audience(
+        subscribers,
+        ledger,
+        tokens,
+        clock,
+        confirmation_window=timedelta(minutes=settings.confirmation_window_minutes),
+        retry_horizon=timedelta(hours=settings.retry_horizon_hours),
+    )
     views = Views(
         releases,
         pages,
@@ -83,11 +124,63 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
         site=site,
         releases=releases,
         sources=sources,
-        clock=clock or SystemClock(),
+        clock=clock,
         metrics=metrics,
         notifier=WebSubPublisher(settings.websub_hub, metrics) if settings.websub_hub else None,
     )
-    return Components(settings, database, releases, sources, metrics, views, ctx)
+    mailer = make_mailer(settings)
+    dispatcher = Dispatcher(
+        ledger, make_composer(settings, site, templates, releases, tokens), mailer, clock, metrics,
+        DispatchPolicy(
+            node=f"{socket.gethostname()}:{os.getpid()}",
+            batch=settings.dispatch_batch,
+            lease=timedelta(seconds=settings.lease_seconds),
+            concurrency=settings.smtp_pool_size,
+            retry_unknown=settings.unknown_policy == "retry",
+        ),
+    )  # fmt: skip
+    ctx.ledger = ledger
+    ctx.fan_out = FanOutPolicy(
+        max_age=timedelta(days=settings.bulletin_max_age_days),
+        horizon=timedelta(hours=settings.retry_horizon_hours),
+    )
+    ctx.on_queued = audience.wake_dispatcher = dispatcher.wake
+    return Components(
+        settings, database, releases, sources, metrics, views, ctx,
+        subscribers, ledger, audience, tokens, site, templates, mailer, dispatcher,
+    )  # fmt: skip
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """The configured transport: the file outbox (default) or an SMTP relay."""
+    if settings.mail_transport == "outbox":
+        return OutboxMailer(settings.effective_outbox_dir)
+    return SmtpMailer(
+        SmtpOptions(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            timeout=settings.smtp_timeout,
+            pool_size=settings.smtp_pool_size,
+            rate_limit=settings.smtp_rate_limit,
+        )
+    )
+
+
+def make_composer(
+    settings: Settings, site: Site, templates: jinja2.Environment, releases: Releases, tokens: Tokens
+) -> Composer:
+    """Message rendering and personalisation, with DKIM signing when a key is configured."""
+    sender = Sender(settings.mail_from, settings.mail_from_name or settings.site_title, settings.mail_domain)
+    signer = None
+    if settings.dkim_key_file is not None:
+        signer = make_signer(settings.dkim_key_file, settings.dkim_selector, settings.mail_domain)
+    return Composer(
+        MailRenderer(templates, site, sender), releases, tokens, site, sender,
+        confirm_hours=int(settings.confirm_token_hours), signer=signer,
+    )  # fmt: skip
 
 
 def make_app(parts: Components, scheduler: Scheduler | None = None) -> FastAPI:
@@ -117,7 +210,21 @@ def make_app(parts: Components, scheduler: Scheduler | None = None) -> FastAPI:
             await parts.close()
             log.info("service stopped")
 
-    deps = WebDeps(views=parts.views, database=parts.database, sources=parts.sources, metrics=parts.metrics)
+    deps = WebDeps(
+        views=parts.views,
+        database=parts.database,
+        sources=parts.sources,
+        metrics=parts.metrics,
+        audience=parts.audience,
+        tokens=parts.tokens,
+        pages=PageRenderer(parts.templates, parts.site),
+        site=parts.site,
+        clock=parts.jobs.clock,
+        csrf_secret=csrf_key(
+            parts.settings.secret_key or load_or_create_secret(parts.settings.data_dir / "secret_key")
+        ),
+        subscribe_rate_limit=parts.settings.subscribe_rate_limit,
+    )
     return create_app(deps, lifespan=lifespan, title=parts.settings.site_title)
 
 
@@ -127,7 +234,9 @@ async def serve(settings: Settings) -> None:
     try:
         await parts.database.migrate()
         settings.announcements_dir.mkdir(parents=True, exist_ok=True)
-        app = make_app(parts, Scheduler(parts.jobs, settings.scan_interval))
+        hour, minute = (int(x) for x in settings.digest_time.split(":"))
+        digests = DigestSchedule(hour, minute, settings.weekly_digest_day, settings.tz)
+        app = make_app(parts, Scheduler(parts.jobs, settings.scan_interval, parts.dispatcher, digests))
         config = uvicorn.Config(
             app,
             host=settings.http_host,

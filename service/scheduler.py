@@ -8,23 +8,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service import jobs
-from service.models import ScanReport
+from service.delivery.dispatch import Dispatcher
+from service.models import Frequency, ScanReport
 
 log = logging.getLogger(__name__)
 EMBARGO_PREFIX = "embargo:"
 
 
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """When digests go out, in the site's time zone."""
+
+    hour: int
+    minute: int
+    weekday: str  # mon ... sun, for weekly digests
+    timezone: tzinfo
+
+
 class Scheduler:
     """Runs scans when asked (watcher, timer) and publishes embargoed releases on time."""
 
-    def __init__(self, ctx: jobs.JobContext, scan_interval: float) -> None:
+    def __init__(
+        self,
+        ctx: jobs.JobContext,
+        scan_interval: float,
+        dispatcher: Dispatcher | None = None,
+        digests: DigestSchedule | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._digests = digests
+        self._dispatcher = dispatcher
+        self._stop = asyncio.Event()
+        self._dispatch_task: asyncio.Task[None] | None = None
         self._scan_interval = scan_interval
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
@@ -44,14 +66,29 @@ class Scheduler:
             id="rescan",
             replace_existing=True,
         )
+        if self._digests is not None:
+            d = self._digests
+            for frequency, days in ((Frequency.DAILY, "*"), (Frequency.WEEKLY, d.weekday)):
+                self._scheduler.add_job(
+                    jobs.queue_digests, "cron", args=[self._ctx, frequency], id=f"digest:{frequency}",
+                    day_of_week=days, hour=d.hour, minute=d.minute, timezone=d.timezone,
+                    replace_existing=True,
+                )  # fmt: skip
         self._scheduler.start()
         await self.sync_embargoes()
         self._loop_task = asyncio.create_task(self._scan_loop(), name="scan-loop")
+        if self._dispatcher is not None:
+            self._dispatch_task = asyncio.create_task(self._dispatcher.run(self._stop), name="dispatcher")
 
     async def stop(self) -> None:
         """Stop timers and the scan loop (a scan in progress finishes its current file first)."""
+        self._stop.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self._dispatch_task is not None:
+            # Let the batch in flight finish so its outcomes reach the ledger.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._dispatch_task), timeout=30)
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,6 +131,12 @@ class Scheduler:
             self._scheduler.add_job(
                 self.publish_due, "date", run_date=run_date, id=job_id, replace_existing=True
             )
+
+    def digest_jobs(self) -> dict[str, object]:
+        """Digest job id -> next run time, for status and tests."""
+        return {
+            job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.id.startswith("digest:")
+        }
 
     def embargo_jobs(self) -> dict[str, object]:
         """Release id -> scheduled run time, for status and tests."""

@@ -26,6 +26,7 @@ FIELDS = (
     "publish_at",
     "attachments",
     "draft",
+    "correction",
 )
 _DELIMITER = re.compile(r"^(---|\.\.\.)[ \t]*$")
 _ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")
@@ -49,6 +50,7 @@ class Metadata:
     publish_at: datetime | None = None
     attachments: tuple[str, ...] = ()
     draft: bool = False
+    correction: str | None = None
     attachments_line: int | None = None  # where to point when an attachment file is missing
 
 
@@ -174,6 +176,7 @@ def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
         publish_at=check.moment("publish_at"),
         attachments=check.attachments(),
         draft=check.flag("draft"),
+        correction=check.text("correction", limit=_MAX_SUMMARY, multiline=True),
         attachments_line=doc.lines.get("attachments"),
     )
 

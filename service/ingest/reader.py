@@ -83,6 +83,7 @@ def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -
             _attachment(folder, path.parent, name, source, meta.attachments_line) for name in meta.attachments
         ),
         draft=meta.draft,
+        correction=meta.correction,
     )
 
 

@@ -29,7 +29,7 @@ _MONTHS = (
 # Markup formats are escaped; plain-text email bodies are not (they would show "&amp;").
 # Anything else, including templates built from strings, is escaped: the safe default.
 _ESCAPED = ("html", "htm", "xml", "html.j2", "xml.j2")
-_UNESCAPED = ("txt", "txt.j2", "text.j2")
+_UNESCAPED = ("txt", "txt.j2", "text.j2", "subject.j2")
 
 
 def _require_aware(value: datetime) -> datetime:
@@ -45,11 +45,18 @@ def isodate(value: datetime) -> str:
     return utc.isoformat().replace("+00:00", "Z")
 
 
-def localdate(value: datetime, zone: tzinfo | str) -> str:
-    """Format an aware datetime as a human date in zone, e.g. "12 February 2020"."""
+_MONTHS_FR = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+def localdate(value: datetime, zone: tzinfo | str, lang: str = "en") -> str:
+    """Format an aware datetime as a human date in zone, e.g. "12 February 2020" (or "12 février 2020")."""
     tz = ZoneInfo(zone) if isinstance(zone, str) else zone
     local = _require_aware(value).astimezone(tz)
-    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+    months = _MONTHS_FR if lang.split("-")[0].lower() == "fr" else _MONTHS
+    return f"{local.day} {months[local.month - 1]} {local.year}"
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:

@@ -16,6 +16,7 @@ from feedgen.util import xml_elem
 
 from service.ingest.sanitize import strip_illegal
 from service.models import Attachment, Release
+from service.render.content import reader_body
 from service.render.site import FeedKind, Site
 
 GENERATOR = "announce"  # no version: upgrading feedgen or the service must not change the bytes
@@ -185,16 +186,16 @@ def _add_entry(generator: Any, kind: FeedKind, release: Release, site: Site) -> 
     entry.author(name=_author(release, site))
     if kind is FeedKind.RSS:
         entry.dc.dc_creator(_author(release, site))
-    _add_texts(entry, release)
+    _add_texts(entry, release, site)
     for term in _topics(release):
         entry.category(term=term)
     _add_enclosures(entry, kind, release, site)
 
 
-def _add_texts(entry: Any, release: Release) -> None:
+def _add_texts(entry: Any, release: Release, site: Site) -> None:
     # Skip empty texts: feedgen would write empty <summary/> / <content/> elements.
     summary = _clean(release.announcement.summary)
-    body = _clean(release.announcement.body_html)
+    body = _clean(reader_body(release, site.timezone))
     if summary:
         entry.summary(summary)
     if body:
@@ -247,7 +248,7 @@ def _json_item(release: Release, site: Site) -> JsonObject:
         "url": _permalink(release, site),
         "title": _entry_title(release),
         "summary": _clean(announcement.summary),
-        "content_html": _clean(announcement.body_html),
+        "content_html": _clean(reader_body(release, site.timezone)),
         "date_published": _utc(announcement.date).isoformat(),
         "date_modified": _utc(release.updated).isoformat(),
         "authors": [{"name": _author(release, site)}],

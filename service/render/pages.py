@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import jinja2
 from markupsafe import Markup
 
 from service.models import Release, ReleasePage
+from service.render.content import reader_body
 from service.render.environment import isodate
 from service.render.site import FeedKind, Site
 
@@ -134,7 +135,7 @@ class PageRenderer:
             announcement=release.announcement,
             author=author_of(site, release),
             # Sanitised at ingest: this is the one place stored HTML is trusted as markup.
-            body=Markup(release.announcement.body_html),
+            body=Markup(reader_body(release, self._site.timezone)),
             modified=release.updated if release.version > 1 else None,
         )
 
@@ -145,6 +146,103 @@ class PageRenderer:
             lang=self._site.language,
             canonical_url=None,
             feeds=feed_links(self._site),
+        )
+
+    def subscribe(
+        self,
+        *,
+        email: str,
+        topics: Sequence[str],
+        chosen: Collection[str],
+        lang: str,
+        frequency: str,
+        languages: Sequence[tuple[str, str]],
+        frequencies: Sequence[tuple[str, str]],
+        errors: Mapping[str, str],
+    ) -> str:
+        """The subscription form: empty, or filled in again with what was typed and what is wrong.
+
+        `topics` are offered as checkboxes, `languages` and `frequencies` are (value, label) pairs,
+        `errors` maps a field name (email, topics, lang, frequency, or form) to its message.
+        """
+        return self._render(
+            "web/subscribe.html.j2",
+            lang=self._site.language,
+            canonical_url=self._site.url("/subscribe"),
+            feeds=feed_links(self._site),
+            email=email,
+            topics=topics,
+            chosen=chosen,
+            chosen_lang=lang,
+            frequency=frequency,
+            languages=languages,
+            frequencies=frequencies,
+            errors=errors,
+        )
+
+    def subscribed(self) -> str:
+        """The answer to every subscription request: the same page whatever the address's state."""
+        site = self._site
+        return self._render(
+            "web/subscribed.html.j2", lang=site.language, canonical_url=None, feeds=feed_links(site)
+        )
+
+    def confirm(self, preferences_path: str | None) -> str:
+        """After a confirmation link: subscribed, with a preferences link (None: the link was invalid)."""
+        return self._render(
+            "web/confirm.html.j2",
+            lang=self._site.language,
+            canonical_url=None,
+            feeds=feed_links(self._site),
+            preferences_path=preferences_path,
+        )
+
+    def unsubscribe(self, state: str, action: str) -> str:
+        """The unsubscribe page; state: ask (one button posting to `action`), done, or invalid."""
+        return self._render(
+            "web/unsubscribe.html.j2",
+            lang=self._site.language,
+            canonical_url=None,
+            feeds=feed_links(self._site),
+            state=state,
+            action=action,
+        )
+
+    def preferences(
+        self,
+        state: str,
+        *,
+        action: str = "",
+        csrf: str = "",
+        topics: Sequence[str] = (),
+        chosen: Collection[str] = (),
+        lang: str = "",
+        frequency: str = "",
+        languages: Sequence[tuple[str, str]] = (),
+        frequencies: Sequence[tuple[str, str]] = (),
+        errors: Mapping[str, str] | None = None,
+    ) -> str:
+        """The preferences page.
+
+        state: form (pre-filled; posts to `action` with the `csrf` value), saved (the form again,
+        with a confirmation), not_subscribed, invalid (a forged or unknown link) or forbidden
+        (a cross-site or tampered submission).
+        """
+        return self._render(
+            "web/preferences.html.j2",
+            lang=self._site.language,
+            canonical_url=None,
+            feeds=feed_links(self._site),
+            state=state,
+            action=action,
+            csrf=csrf,
+            topics=topics,
+            chosen=chosen,
+            chosen_lang=lang,
+            frequency=frequency,
+            languages=languages,
+            frequencies=frequencies,
+            errors=errors or {},
         )
 
     def _render(self, name: str, **context: Any) -> str:

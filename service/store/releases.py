@@ -59,6 +59,7 @@ def _row_values(ann: Announcement, digest: str) -> dict[str, Any]:
         "attachments": [asdict(a) for a in ann.attachments],
         "date": ann.date,
         "publish_at": ann.publish_at,
+        "correction": ann.correction,
         "content_hash": digest,
     }
 
@@ -77,6 +78,7 @@ def _to_release(row: Row[Any]) -> Release:
         author=m["author"],
         publish_at=m["publish_at"],
         attachments=tuple(Attachment(**a) for a in m["attachments"]),
+        correction=m["correction"],
     )
     return Release(
         announcement=announcement,
@@ -86,6 +88,7 @@ def _to_release(row: Row[Any]) -> Release:
         content_hash=m["content_hash"],
         updated=m["updated_at"],
         published_at=m["published_at"],
+        corrected_at=m["corrected_at"],
     )
 
 
@@ -150,6 +153,7 @@ class Releases:
                 created_at=now,
                 updated_at=ann.date,
                 published_at=now if state is ReleaseState.PUBLISHED else None,
+                corrected_at=now if ann.correction else None,
                 **_row_values(ann, digest),
             )
         )
@@ -181,6 +185,10 @@ class Releases:
                 values["published_at"] = now
         values["state"] = state
         if edited:
+            if ann.correction and ann.correction != m["correction"]:
+                values["corrected_at"] = now
+            elif not ann.correction:
+                values["corrected_at"] = None
             version += 1
             # Readers only see a change if they could see the release before it.
             updated = now if m["published_at"] is not None else ann.date

@@ -78,6 +78,9 @@ releases = Table(
     Column("published_at", UTCDateTime),
     Column("withdrawn_at", UTCDateTime),
     Column("fanout_at", UTCDateTime),  # when bulletins were queued; NULL: still to do
+    Column("correction", Text),
+    Column("corrected_at", UTCDateTime),
+    Column("correction_fanout_at", UTCDateTime),  # when notices for the current correction were queued
     Index(None, "state", "date"),
     Index(None, "source"),
 )
@@ -156,6 +159,7 @@ deliveries = Table(
     Column("key", String(200), nullable=False),  # what is sent, e.g. bulletin:<release id>
     Column("release_id", String(128)),
     Column("release_version", Integer),
+    Column("payload", JSON),  # digests: the ids of the releases they carry
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),

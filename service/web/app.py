@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
@@ -15,6 +15,7 @@ from starlette.responses import Response
 from service import __version__
 from service.render.site import FeedKind
 from service.web.routes import Handlers, WebDeps
+from service.web.subscriptions import API_PATH, SubscriptionAccepted, SubscriptionHandlers
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _GET = ["GET", "HEAD"]
@@ -54,6 +55,29 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
     route("/healthz", h.healthz, methods=["GET"], tags=["operations"], summary="Liveness and database check")
     route("/healthz", h.healthz, methods=["HEAD"], include_in_schema=False)  # one operationId per method
     route("/metrics", h.metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics")
+    s = SubscriptionHandlers(deps)
+    for path, page, methods, name in (
+        ("/subscribe", s.subscribe_form, _GET, "subscribe_form"),
+        ("/subscribe", s.subscribe, ["POST"], "subscribe"),
+        # GET only: a HEAD (link checkers) must not confirm.
+        ("/confirm/{token}", s.confirm, ["GET"], "confirm"),
+        ("/unsubscribe/{token}", s.unsubscribe_page, _GET, "unsubscribe_page"),
+        ("/unsubscribe/{token}", s.unsubscribe, ["POST"], "unsubscribe"),
+        ("/preferences/{token}", s.preferences_page, _GET, "preferences_page"),
+        ("/preferences/{token}", s.save_preferences, ["POST"], "save_preferences"),
+    ):
+        route(path, page, methods=methods, name=name, include_in_schema=False)
+    route(
+        API_PATH,
+        s.api_subscribe,
+        methods=["POST"],
+        status_code=202,
+        response_model=SubscriptionAccepted,
+        dependencies=[Depends(s.api_rate_limit)],
+        tags=["subscriptions"],
+        summary="Request an email subscription (double opt-in)",
+        responses={429: {"description": "Too many requests from this client: see the Retry-After header"}},
+    )
 
     async def not_found(_: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code != 404:

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from service.audience import Audience
+from service.clock import Clock
 from service.errors import StoreError
 from service.metrics import CONTENT_TYPE, Metrics
+from service.render.pages import PageRenderer
 from service.render.site import FeedKind, Site
 from service.store.database import Database
 from service.store.sources import Sources
+from service.tokens import Tokens
 from service.views import HTML, Rendered, Views
 from service.web.conditional import respond
 
@@ -25,6 +29,14 @@ class WebDeps:
     database: Database
     sources: Sources
     metrics: Metrics
+    # Subscriptions (service.web.subscriptions)
+    audience: Audience
+    tokens: Tokens  # only to make the preferences link shown after confirming
+    pages: PageRenderer
+    site: Site
+    clock: Clock  # the rate limit's time
+    csrf_secret: bytes  # service.web.subscriptions.csrf_key(): never the token signing key itself
+    subscribe_rate_limit: int  # requests per client per minute
 
 
 class Handlers:

@@ -24,7 +24,9 @@ ID_HINT = "lowercase letters, digits, '-' and '_', e.g. 2020-02-carnot"
 DATE_EXAMPLES = "2020-02-12 or 2020-02-12T09:00:00+01:00"
 DATE_HINT = "use ISO 8601, e.g. " + DATE_EXAMPLES
 NAIVE_HINT = "add an offset such as +01:00 or Z, or give a date alone"
-KNOWN_KEYS = "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft"
+KNOWN_KEYS = (
+    "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft, correction"
+)
 
 
 def doc(*front: str, body: str = "Body text.") -> str:

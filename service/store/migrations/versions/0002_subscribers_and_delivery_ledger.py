@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("release_id", sa.String(length=128), nullable=True),
         sa.Column("release_version", sa.Integer(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
@@ -96,12 +97,18 @@ def upgrade() -> None:
 
     with op.batch_alter_table("releases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fanout_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("correction", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("corrected_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("correction_fanout_at", sa.DateTime(timezone=True), nullable=True))
     # Releases published before bulletins existed are not mailed retroactively.
     op.execute("UPDATE releases SET fanout_at = published_at WHERE published_at IS NOT NULL")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.drop_column("correction_fanout_at")
+        batch_op.drop_column("corrected_at")
+        batch_op.drop_column("correction")
         batch_op.drop_column("fanout_at")
 
     with op.batch_alter_table("subscriber_topics", schema=None) as batch_op:

@@ -1,0 +1,130 @@
+"""Drain the ledger: claim a batch, compose, send concurrently, record every outcome in one write."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from service.clock import Clock
+from service.delivery.compose import Composer
+from service.delivery.mailer import Envelope, Mailer
+from service.metrics import Metrics
+from service.models import Outcome, SendResult
+from service.store.ledger import Attempt, Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """How the dispatcher claims and retries."""
+
+    node: str
+    batch: int = 50
+    lease: timedelta = timedelta(minutes=2)
+    concurrency: int = 4
+    retry_unknown: bool = True
+    unknown_delay: timedelta = timedelta(minutes=10)
+    idle_poll: float = 5.0  # seconds between looks at the ledger when nothing woke us
+
+
+class Dispatcher:
+    """Sends what the ledger holds; safe to run on several nodes at once."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        composer: Composer,
+        mailer: Mailer,
+        clock: Clock,
+        metrics: Metrics,
+        policy: DispatchPolicy,
+    ) -> None:
+        self._ledger = ledger
+        self.composer = composer
+        self._mailer = mailer
+        self._clock = clock
+        self._metrics = metrics
+        self._policy = policy
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was queued: look at the ledger now rather than at the next poll."""
+        self._wake.set()
+
+    async def drain_once(self) -> int:
+        """Claim, send and record one batch; returns the number of rows handled (0: nothing due)."""
+        policy = self._policy
+        now = self._clock.now()
+        rows = await self._ledger.claim(policy.node, policy.batch, now, policy.lease, policy.retry_unknown)
+        if not rows:
+            return 0
+        composed = await self.composer.compose(rows, now)
+        for reason, ids in composed.skipped.items():
+            await self._ledger.skip(ids, reason)
+            self._metrics.deliveries.labels(outcome="skipped").inc(len(ids))
+        gate = asyncio.Semaphore(policy.concurrency)
+        by_id = {row.delivery_id: row for row in rows}
+
+        async def send(delivery_id: int, envelope: Envelope, version: int | None) -> Attempt:
+            async with gate:
+                started = time.perf_counter()
+                result = await self._send(envelope)
+                self._metrics.send_seconds.observe(time.perf_counter() - started)
+            return Attempt(
+                delivery_id, by_id[delivery_id].subscriber_id, result, envelope.message_id, version
+            )
+
+        attempts = await asyncio.gather(
+            *(send(did, env, version) for did, (env, version) in composed.envelopes.items())
+        )
+        await self._ledger.record(attempts, self._clock.now(), policy.retry_unknown, policy.unknown_delay)
+        for attempt in attempts:
+            self._metrics.deliveries.labels(outcome=attempt.result.outcome.value).inc()
+            if attempt.result.outcome is not Outcome.SENT:
+                log.warning(
+                    "delivery not accepted",
+                    extra={"delivery": attempt.delivery_id, "outcome": attempt.result.outcome.value,
+                           "reply": attempt.result.reply},
+                )  # fmt: skip
+        return len(rows)
+
+    async def _send(self, envelope: Envelope) -> SendResult:
+        try:
+            return await self._mailer.send(envelope)
+        except Exception as exc:
+            # A transport bug must cost a retry, not the row: the ledger keeps it.
+            log.exception("mailer failed", extra={"message_id": envelope.message_id})
+            return SendResult(Outcome.TEMPORARY, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def drain(self) -> int:
+        """Send until nothing is due; returns the number of rows handled."""
+        total = 0
+        while (handled := await self.drain_once()) > 0:
+            total += handled
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain continuously until `stop` is set; errors are logged and retried after a pause."""
+        while not stop.is_set():
+            try:
+                await self.drain()
+                self._metrics.queue_depth.set(
+                    await self._ledger.pending(self._clock.now(), self._policy.retry_unknown)
+                )
+            except Exception:
+                log.exception("dispatcher failed; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._policy.idle_poll):
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    stopper = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                        stopper.cancel()
