@@ -826,7 +826,7 @@ async def test_no_token_or_address_is_logged(
         assert secret not in logged
 
 
-# --- known problems in other modules (strict xfail: they turn red once fixed) -------------------
+# --- regressions: problems found in other modules, now fixed ------------------------------------
 
 
 async def test_resubscribing_soon_after_unsubscribing_sends_a_new_confirmation(
