@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -23,7 +24,7 @@ from service.models import Announcement, FileProblem, Frequency, Release, ScanRe
 from service.render.site import FeedKind, Site
 from service.store.ledger import Ledger
 from service.store.releases import Change, Releases
-from service.store.sources import FileSeen, SourceRecord, Sources
+from service.store.sources import Dependency, FileSeen, SourceRecord, Sources
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class _Pass:
                 record
                 and record.problem is None
                 and (record.size, record.mtime_ns) == (file.size, file.mtime_ns)
+                and self._deps_unchanged(record)
             ):
                 self.claims[file.source] = record.release_id
                 self.unchanged += 1
@@ -226,7 +228,7 @@ class _Pass:
             return
         digest = hashlib.sha256(raw).hexdigest()
         seen = FileSeen(file.source, len(raw), file.mtime_ns, digest)
-        if record and record.problem is None and record.sha256 == digest:
+        if record and record.problem is None and record.sha256 == digest and self._deps_unchanged(record):
             self.claims[file.source] = record.release_id  # touched, not changed
             self.unchanged += 1
             await ctx.sources.record(seen, now, release_id=record.release_id)
@@ -248,12 +250,32 @@ class _Pass:
             await ctx.sources.record(seen, now, release_id=kept, problem=problem)
             return
         self.claims[file.source] = ann.id
+        seen = FileSeen(seen.path, seen.size, seen.mtime_ns, seen.sha256, self._deps_of(ann))
         await ctx.sources.record(seen, now, release_id=ann.id)
         if result.change is Change.CREATED:
             self.created.append(ann.id)
         elif result.change in (Change.UPDATED, Change.RESTORED):
             self.updated.append(ann.id)
         self.topics.update(ann.topics)
+
+    def _deps_of(self, ann: Announcement) -> tuple[Dependency, ...]:
+        deps = []
+        for attachment in ann.attachments:
+            with contextlib.suppress(OSError):
+                info = (self.ctx.folder / attachment.path).stat()
+                deps.append(Dependency(attachment.path, info.st_size, info.st_mtime_ns))
+        return tuple(deps)
+
+    def _deps_unchanged(self, record: SourceRecord) -> bool:
+        # A replaced attachment changes the release (its length and hash are in the feeds).
+        for dep in record.deps:
+            try:
+                info = (self.ctx.folder / dep.path).stat()
+            except OSError:
+                return False
+            if (info.st_size, info.st_mtime_ns) != (dep.size, dep.mtime_ns):
+                return False
+        return True
 
     def _problem(self, problem: FileProblem, record: SourceRecord | None) -> None:
         self.problems.append(problem)

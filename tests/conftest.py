@@ -16,8 +16,10 @@ import httpx
 import pytest
 import yaml
 
+from service import jobs
 from service.config import Settings
 from service.runtime import Components, build, make_app
+from tests.delivery.smtpd import SmtpServer, smtp_server
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = os.environ.get("ANNOUNCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -158,3 +160,41 @@ async def client(parts: Components) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=make_app(parts))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+# ---- mail ------------------------------------------------------------------------------------------
+
+RECENT = (START - timedelta(days=1)).date().isoformat()  # recent enough to be mailed
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) in the test's event loop, with fault injection."""
+    async with smtp_server() as running:
+        yield running
+
+
+@pytest.fixture
+async def mail(
+    tmp_path: Path, database_url: str, clock: FakeClock, server: SmtpServer
+) -> AsyncIterator[Components]:
+    """The service sending through `server`, on the fake clock; the dispatcher is driven by the test."""
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        mail_transport="smtp",
+        smtp_port=server.port,
+        smtp_timeout=2,
+        mail_from="press@example.org",
+        mail_from_name="Example Press Office",
+    )
+    parts = build(settings, clock)
+    await parts.database.migrate()
+    yield parts
+    await parts.close()
+
+
+async def publish(parts: Components, name: str = "news.md", **fields: Any) -> None:
+    """Drop a recent release into the inbox and scan it in."""
+    Inbox(parts.settings.announcements_dir).release(name, date=RECENT, **fields)
+    await jobs.scan(parts.jobs)

@@ -7,48 +7,17 @@ what it received, never on internal counters alone. Every test runs on SQLite an
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
-
-import pytest
 
 from service import jobs
 from service.models import Consent, DeliveryState, Frequency, SubscriberState
 from service.render.site import FeedKind
-from service.runtime import Components, build
+from service.runtime import Components
 from service.store.subscribers import Preferences
-from tests.conftest import START, FakeClock, Inbox, make_settings
-from tests.delivery.smtpd import SmtpServer, smtp_server
-
-RECENT = (START - timedelta(days=1)).date().isoformat()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SmtpServer]:
-    async with smtp_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def mail(
-    tmp_path: Path, database_url: str, clock: FakeClock, server: SmtpServer
-) -> AsyncIterator[Components]:
-    settings = make_settings(
-        tmp_path,
-        database_url=database_url,
-        mail_transport="smtp",
-        smtp_port=server.port,
-        smtp_timeout=2,
-        mail_from="press@example.org",
-        mail_from_name="Example Press Office",
-    )
-    parts = build(settings, clock)
-    await parts.database.migrate()
-    yield parts
-    await parts.close()
+from tests.conftest import START, FakeClock, Inbox, publish
+from tests.delivery.smtpd import SmtpServer
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -73,11 +42,6 @@ async def subscriber(parts: Components, email: str, **prefs: object) -> int:
 
 def recipients(server: SmtpServer) -> list[str]:
     return sorted(r for m in server.messages for r in m.rcpt_tos)
-
-
-async def publish(parts: Components, inbox_name: str = "news.md", **fields: object) -> None:
-    Inbox(parts.settings.announcements_dir).release(inbox_name, date=RECENT, **fields)
-    await jobs.scan(parts.jobs)
 
 
 async def test_double_opt_in_sends_one_confirmation_and_its_link_confirms(

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,18 +23,12 @@ from service.config import Settings
 from service.runtime import build
 from service.store.schema import subscribers
 from tests.conftest import REPO, Inbox, make_settings
-from tests.delivery.smtpd import SmtpServer, smtp_server
+from tests.delivery.smtpd import SmtpServer
 from tests.test_service_process import free_port
 
 pytestmark = pytest.mark.slow
 AUDIENCE = 3000
 BATCH = 50
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SmtpServer]:
-    async with smtp_server() as running:
-        yield running
 
 
 async def seed(settings: Settings) -> None:

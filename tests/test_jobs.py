@@ -162,6 +162,19 @@ async def test_attachments_work_with_a_relative_folder(
     assert (report.created, report.problems) == (("one",), ())
 
 
+async def test_a_replaced_attachment_updates_the_release(parts: Components, inbox: Inbox) -> None:
+    inbox.write("kit.pdf", b"%PDF-1.4 first")
+    inbox.release("one.md", attachments=["kit.pdf"])
+    await scan(parts)
+    inbox.write("kit.pdf", b"%PDF-1.4 second, longer", age=5)
+    report = await scan(parts)
+    assert report.updated == ("one",)
+    release = await parts.releases.get("one")
+    assert release is not None
+    assert release.announcement.attachments[0].length == len(b"%PDF-1.4 second, longer")
+    assert (await scan(parts)).updated == ()  # and only once
+
+
 async def test_duplicate_ids_across_files(parts: Components, inbox: Inbox) -> None:
     inbox.release("a.md", id="same", title="A")
     inbox.release("b.md", id="same", title="B")

@@ -100,6 +100,7 @@ sources = Table(
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
+    Column("deps", JSON),  # [[path, size, mtime_ns], ...] of the attachments the file lists
     Column("release_id", String(128)),
     Column("error_reason", Text),
     Column("error_line", Integer),

@@ -25,6 +25,16 @@ class SourceRecord:
     sha256: str
     release_id: str | None
     problem: FileProblem | None
+    deps: tuple[Dependency, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A file a release lists (an attachment), as last seen: a change to it re-reads the release."""
+
+    path: str
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +45,7 @@ class FileSeen:
     size: int
     mtime_ns: int
     sha256: str
+    deps: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,7 @@ class Sources:
             "size": seen.size,
             "mtime_ns": seen.mtime_ns,
             "sha256": seen.sha256,
+            "deps": [[d.path, d.size, d.mtime_ns] for d in seen.deps],
             "checked_at": now,
             "release_id": release_id,
             "error_reason": problem.reason if problem else None,
@@ -127,7 +139,8 @@ def _record(row: object) -> SourceRecord:
     problem = None
     if m["error_reason"] is not None:
         problem = FileProblem(m["path"], m["error_reason"], m["error_line"], m["error_hint"] or "")
-    return SourceRecord(m["path"], m["size"], m["mtime_ns"], m["sha256"], m["release_id"], problem)
+    deps = tuple(Dependency(str(p), int(size), int(mtime)) for p, size, mtime in m["deps"] or ())
+    return SourceRecord(m["path"], m["size"], m["mtime_ns"], m["sha256"], m["release_id"], problem, deps)
 
 
 async def _upsert(conn: AsyncConnection, values: dict[str, object]) -> None:

@@ -95,6 +95,9 @@ def upgrade() -> None:
     with op.batch_alter_table("subscriber_topics", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_subscriber_topics_topic"), ["topic"], unique=False)
 
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deps", sa.JSON(), nullable=True))
+
     with op.batch_alter_table("releases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fanout_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("correction", sa.Text(), nullable=True))
@@ -105,6 +108,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.drop_column("deps")
+
     with op.batch_alter_table("releases", schema=None) as batch_op:
         batch_op.drop_column("correction_fanout_at")
         batch_op.drop_column("corrected_at")
