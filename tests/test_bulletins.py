@@ -178,6 +178,10 @@ async def test_temporary_failures_are_retried_then_delivered(
         clock.advance(minutes=5)
         await mail.dispatcher.drain()
     assert recipients(server) == ["reader@example.com"]
+    metrics = mail.metrics.render().decode()
+    assert 'announce_deliveries_total{outcome="temporary"} 2.0' in metrics
+    assert 'announce_deliveries_total{outcome="sent"} 1.0' in metrics
+    assert "announce_send_duration_seconds_count 3.0" in metrics
 
 
 async def test_a_5xx_bounces_and_is_never_retried(
