@@ -256,7 +256,7 @@ class _Pass:
             self.created.append(ann.id)
         elif result.change in (Change.UPDATED, Change.RESTORED):
             self.updated.append(ann.id)
-        self.topics.update(ann.topics)
+        self.topics.update(ann.topics, result.previous_topics)
 
     def _deps_of(self, ann: Announcement) -> tuple[Dependency, ...]:
         deps = []
@@ -300,6 +300,7 @@ class _Pass:
             if source not in self.live or (source in self.claims and self.claims[source] != release_id)
         ]
         if stale:
+            self.topics.update(await self.ctx.releases.topics_of(stale))  # those topic feeds change too
             self.withdrawn = await self.ctx.releases.withdraw(stale, self.ctx.clock.now())
 
     def report(self, published: list[Release], seconds: float) -> ScanReport:

@@ -94,3 +94,20 @@ async def test_a_failing_hub_never_breaks_publication(tmp_path: Path, hub: Hub) 
     assert report.created == ("one",)
     assert 'announce_websub_pings_total{outcome="failed"} 1.0' in parts.metrics.render().decode()
     await parts.close()
+
+
+async def test_withdrawal_and_topic_changes_ping_the_topics_left(tmp_path: Path, hub: Hub) -> None:
+    parts = await service_with_hub(tmp_path, hub.url)
+    inbox = Inbox(parts.settings.announcements_dir)
+    inbox.release("one.md", topics=["awards"])
+    await jobs.scan(parts.jobs)
+    inbox.release("one.md", topics=["research"], title="Moved to research")
+    await jobs.scan(parts.jobs)
+    edited = {value for key, value in hub.pings[-1] if key == "hub.url"}
+    assert "https://press.example.org/topics/awards/feed.atom" in edited
+    assert "https://press.example.org/topics/research/feed.atom" in edited
+    inbox.remove("one.md")
+    await jobs.scan(parts.jobs)
+    withdrawn = {value for key, value in hub.pings[-1] if key == "hub.url"}
+    assert "https://press.example.org/topics/research/feed.atom" in withdrawn
+    await parts.close()

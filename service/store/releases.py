@@ -37,6 +37,7 @@ class UpsertResult:
     release_id: str
     version: int
     state: ReleaseState
+    previous_topics: tuple[str, ...] = ()  # before an edit: their topic feeds changed too
 
 
 def content_hash(announcement: Announcement) -> str:
@@ -196,7 +197,8 @@ class Releases:
             await _set_topics(conn, ann.id, ann.topics)
         await conn.execute(update(releases).where(releases.c.id == ann.id).values(**values))
         await _bump_revision(conn, now)
-        return UpsertResult(Change.UPDATED if edited else Change.RESTORED, ann.id, version, state)
+        previous = tuple(m["topics"])
+        return UpsertResult(Change.UPDATED if edited else Change.RESTORED, ann.id, version, state, previous)
 
     async def withdraw(self, release_ids: Collection[str], now: datetime) -> list[str]:
         """Hide releases whose files are gone; returns the ids that were visible or scheduled."""
@@ -213,6 +215,16 @@ class Releases:
             if done:
                 await _bump_revision(conn, now)
         return done
+
+    async def topics_of(self, release_ids: Collection[str]) -> set[str]:
+        """Every topic of the given releases."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(release_topics.c.topic)
+                .where(release_topics.c.release_id.in_(list(release_ids)))
+                .distinct()
+            )
+            return {r.topic for r in rows}
 
     async def sources(self) -> dict[str, str]:
         """Map of release id to source file for every release not withdrawn."""
