@@ -30,6 +30,7 @@ class DispatchPolicy:
     retry_unknown: bool = True
     unknown_delay: timedelta = timedelta(minutes=10)
     idle_poll: float = 5.0  # seconds between looks at the ledger when nothing woke us
+    lanes: int = 2  # batches in progress at once
 
 
 class Dispatcher:
@@ -102,11 +103,19 @@ class Dispatcher:
             return SendResult(Outcome.TEMPORARY, f"internal error: {type(exc).__name__}: {exc}")
 
     async def drain(self) -> int:
-        """Send until nothing is due; returns the number of rows handled."""
-        total = 0
-        while (handled := await self.drain_once()) > 0:
-            total += handled
-        return total
+        """Send until nothing is due; returns the number of rows handled.
+
+        Two batches are in progress at once, so the pool keeps sending while the other batch is
+        being claimed, rendered or recorded (claims are exclusive: no row is taken twice).
+        """
+
+        async def lane() -> int:
+            total = 0
+            while (handled := await self.drain_once()) > 0:
+                total += handled
+            return total
+
+        return sum(await asyncio.gather(*(lane() for _ in range(self._policy.lanes))))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain continuously until `stop` is set; errors are logged and retried after a pause."""
