@@ -112,7 +112,7 @@ async def queue_digests(ctx: JobContext, frequency: Frequency) -> int:
     if ctx.ledger is None:
         return 0
     queued = await ctx.ledger.queue_digests(
-        frequency, DIGEST_PERIODS[frequency], ctx.clock.now(), ctx.fan_out.horizon
+        frequency, DIGEST_PERIODS[frequency], ctx.clock.now(), ctx.fan_out.horizon, ctx.fan_out.max_age
     )
     log.info("digests queued", extra={"frequency": frequency.value, "count": queued})
     if queued:

@@ -16,7 +16,7 @@ from service.models import Consent, DeliveryState, Frequency, SubscriberState
 from service.render.site import FeedKind
 from service.runtime import Components
 from service.store.subscribers import Preferences
-from tests.conftest import START, FakeClock, Inbox, publish
+from tests.conftest import RECENT, START, FakeClock, Inbox, publish
 from tests.delivery.smtpd import SmtpServer
 
 
@@ -322,3 +322,25 @@ async def test_digest_jobs_run_at_the_configured_local_time(mail: Components) ->
     assert isinstance(weekly, datetime)
     assert (daily.astimezone(paris).hour, daily.astimezone(paris).minute) == (8, 0)
     assert weekly.astimezone(paris).strftime("%a %H:%M") == "Mon 08:00"
+
+
+async def test_an_archive_import_is_not_in_the_next_digest(
+    mail: Components, server: SmtpServer, clock: FakeClock
+) -> None:
+    await subscriber(mail, "daily@example.com", frequency=Frequency.DAILY)
+    Inbox(mail.settings.announcements_dir).release("old.md", date="2020-02-12")
+    await jobs.scan(mail.jobs)
+    clock.advance(hours=12)
+    assert await jobs.queue_digests(mail.jobs, Frequency.DAILY) == 0
+
+
+async def test_a_derived_summary_is_not_repeated_above_the_body(mail: Components, server: SmtpServer) -> None:
+    await subscriber(mail, "reader@example.com")
+    Inbox(mail.settings.announcements_dir).write(
+        "plain.md", f"---\ntitle: Plain\ndate: {RECENT}\n---\n\nThe only paragraph, said once.\n"
+    )
+    await jobs.scan(mail.jobs)
+    await mail.dispatcher.drain()
+    text, html = parts_of(parse(server.messages[0].data))
+    assert text.count("The only paragraph, said once.") == 1
+    assert html.count("The only paragraph, said once.") == 1

@@ -84,6 +84,7 @@ class Dispatcher:
             *(send(did, env, version) for did, (env, version) in composed.envelopes.items())
         )
         await self._ledger.record(attempts, self._clock.now(), policy.retry_unknown, policy.unknown_delay)
+        self._metrics.queue_depth.set(await self._ledger.pending(self._clock.now(), policy.retry_unknown))
         for attempt in attempts:
             self._metrics.deliveries.labels(outcome=attempt.result.outcome.value).inc()
             if attempt.result.outcome is not Outcome.SENT:

@@ -22,6 +22,7 @@ import css_inline
 import jinja2
 from markupsafe import Markup
 
+from service.ingest.sanitize import first_paragraph_text
 from service.models import Release
 from service.render.plaintext import html_to_plain
 from service.render.site import Site
@@ -188,6 +189,9 @@ class MailRenderer:
             "url": self._site.url(Site.permalink_path(ann.id)),
             "body": Markup(ann.body_html),  # sanitised at ingest
             "body_text": html_to_plain(ann.body_html),
+            # A summary derived from the first paragraph would repeat it: show only one written apart.
+            "show_summary": bool(ann.summary)
+            and not first_paragraph_text(ann.body_html, limit=10**6).startswith(ann.summary.rstrip("…")),
             "attachments": [
                 (a, self._site.url(Site.attachment_path(ann.id, a.name))) for a in ann.attachments
             ],

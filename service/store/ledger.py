@@ -215,7 +215,13 @@ class Ledger:
             return int(result.rowcount)
 
     async def queue_digests(
-        self, frequency: Frequency, period: timedelta, now: datetime, horizon: timedelta, page: int = 1000
+        self,
+        frequency: Frequency,
+        period: timedelta,
+        now: datetime,
+        horizon: timedelta,
+        max_age: timedelta,
+        page: int = 1000,
     ) -> int:
         """One digest per confirmed `frequency` subscriber with something new since their last one.
 
@@ -228,7 +234,9 @@ class Ledger:
                 await conn.execute(
                     select(releases.c.id, releases.c.topics, releases.c.published_at)
                     .where(
-                        releases.c.state == ReleaseState.PUBLISHED, releases.c.published_at > now - 2 * period
+                        releases.c.state == ReleaseState.PUBLISHED,
+                        releases.c.published_at > now - 2 * period,
+                        releases.c.date >= now - period - max_age,  # an archive import is never mailed
                     )
                     .order_by(releases.c.date.desc(), releases.c.id.desc())
                 )
