@@ -130,6 +130,18 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def write_config(folder: Path, **overrides: Any) -> Path:
+    """A config.yaml for a service rooted in `folder` (SQLite, file outbox), for command-line tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {
+        "announcements_dir": "announcements", "data_dir": "var", "templates_dir": str(REPO / "templates"),
+        "base_url": "https://press.example.org", "settle_seconds": 0, **overrides,
+    }  # fmt: skip
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -10,31 +10,18 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
-import yaml
 
 from service.cli import main
 from service.config import load_settings
 from service.runtime import build, make_app
-from tests.conftest import REPO, Inbox
+from tests.conftest import REPO, Inbox, write_config
 
 SAMPLE = REPO / "announcements" / "2020-02-12-carnot-label.md"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "announcements_dir": "announcements",
-                "data_dir": "var",
-                "templates_dir": str(REPO / "templates"),
-                "base_url": "https://press.example.org",
-                "settle_seconds": 0,
-            }
-        )
-    )
-    return path
+    return write_config(tmp_path)
 
 
 @pytest.fixture

@@ -6,23 +6,16 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from service.cli import main
-from tests.conftest import RECENT, REPO, Inbox
+from tests.conftest import RECENT, REPO, Inbox, write_config
 
 SAMPLE = REPO / "announcements" / "2020-02-12-carnot-label.md"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    values = {
-        "announcements_dir": "announcements", "data_dir": "var", "templates_dir": str(REPO / "templates"),
-        "base_url": "https://press.example.org", "settle_seconds": 0, "mail_from": "press@example.org",
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(values))
-    return path
+    return write_config(tmp_path, mail_from="press@example.org")
 
 
 def test_preview_writes_eml_html_and_text(

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 
 from service import cli_subscribers
 from service.audience import Preferences
@@ -23,32 +22,15 @@ from service.errors import StoreError
 from service.models import Consent, Frequency, Subscriber, SubscriberState
 from service.runtime import Components, build
 from service.store.subscribers import Subscribers
-from tests.conftest import REPO
+from tests.conftest import write_config
 
 T = TypeVar("T")
 DATA = Path(__file__).parent / "data" / "subscribers"
 
 
-def make_config(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "announcements_dir": "announcements",
-                "data_dir": "var",
-                "templates_dir": str(REPO / "templates"),
-                "base_url": "https://press.example.org",
-                "settle_seconds": 0,
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    return make_config(tmp_path / "site")
+    return write_config(tmp_path / "site")
 
 
 @pytest.fixture(autouse=True)
@@ -517,7 +499,7 @@ def test_export_then_import_round_trips_preferences(
     exported = tmp_path / "confirmed.csv"
     assert subscribers(config, "export", "--state", "confirmed", "--output", str(exported)) == 0
 
-    other = make_config(tmp_path / "other")
+    other = write_config(tmp_path / "other")
     capsys.readouterr()
     assert subscribers(other, "import", str(exported), "--confirmed", "--source", "migration") == 0
     assert "3 added as confirmed" in capsys.readouterr().out
@@ -542,7 +524,7 @@ def test_export_then_import_round_trips_preferences(
     # as confirmed (it never confirmed) but asked again without --confirmed.
     everything = tmp_path / "all.csv"
     assert subscribers(config, "export", "--output", str(everything)) == 0
-    fresh = make_config(tmp_path / "fresh")
+    fresh = write_config(tmp_path / "fresh")
     capsys.readouterr()
     assert subscribers(fresh, "import", str(everything), "--confirmed", "--source", "migration") == 1
     captured = capsys.readouterr()

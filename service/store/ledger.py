@@ -74,6 +74,17 @@ class Attempt:
     release_version: int | None = None
 
 
+def _queued(
+    kind: DeliveryKind, key: str, release_id: str, version: int, now: datetime, horizon: timedelta
+) -> list[Any]:
+    """The constant columns of a new queued row, after subscriber_id, in _QUEUE_COLUMNS order."""
+    return [
+        literal(kind.value), literal(key), literal(release_id), literal(version),
+        literal(DeliveryState.QUEUED.value), literal(0),
+        literal(now, UTCDateTime), literal(now + horizon, UTCDateTime), literal(now, UTCDateTime),
+    ]  # fmt: skip
+
+
 def backoff(attempts: int) -> timedelta:
     """Wait before retry number `attempts` (1-based): 1, 2, 4 ... minutes, at most an hour."""
     return min(timedelta(minutes=2 ** max(0, attempts - 1)), MAX_BACKOFF)
@@ -122,15 +133,9 @@ class Ledger:
             audience = (
                 select(
                     subscribers.c.id,
-                    literal(DeliveryKind.BULLETIN.value),
-                    literal(f"bulletin:{release_id}"),
-                    literal(release_id),
-                    literal(version),
-                    literal(DeliveryState.QUEUED.value),
-                    literal(0),
-                    literal(now, UTCDateTime),
-                    literal(now + horizon, UTCDateTime),
-                    literal(now, UTCDateTime),
+                    *_queued(
+                        DeliveryKind.BULLETIN, f"bulletin:{release_id}", release_id, version, now, horizon
+                    ),
                 )
                 .where(
                     subscribers.c.state == SubscriberState.CONFIRMED,
@@ -192,15 +197,14 @@ class Ledger:
             earlier = (
                 select(
                     deliveries.c.subscriber_id,
-                    literal(DeliveryKind.CORRECTION.value),
-                    literal(f"correction:{release_id}:v{version}"),
-                    literal(release_id),
-                    literal(version),
-                    literal(DeliveryState.QUEUED.value),
-                    literal(0),
-                    literal(now, UTCDateTime),
-                    literal(now + horizon, UTCDateTime),
-                    literal(now, UTCDateTime),
+                    *_queued(
+                        DeliveryKind.CORRECTION,
+                        f"correction:{release_id}:v{version}",
+                        release_id,
+                        version,
+                        now,
+                        horizon,
+                    ),
                 )
                 .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
                 .where(
