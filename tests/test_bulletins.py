@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import pytest
+
 from service import jobs
 from service.models import Consent, DeliveryState, Frequency, SubscriberState
 from service.render.site import FeedKind
@@ -164,11 +166,12 @@ async def test_an_archive_release_is_published_but_not_mailed(mail: Components, 
     assert await mail.releases.get("old") is not None
 
 
+@pytest.mark.parametrize("reply", ["451 4.3.0 Try again later", "421 4.7.0 Too busy, closing"])
 async def test_temporary_failures_are_retried_then_delivered(
-    mail: Components, server: SmtpServer, clock: FakeClock
+    mail: Components, server: SmtpServer, clock: FakeClock, reply: str
 ) -> None:
     await subscriber(mail, "reader@example.com")
-    server.fail_next(2, "451 4.3.0 Try again later")
+    server.fail_next(2, reply)
     await publish(mail)
     await mail.dispatcher.drain()
     assert server.messages == []
