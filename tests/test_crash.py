@@ -7,10 +7,8 @@ process died (one claimed batch). Figures are printed for the record.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -22,9 +20,9 @@ from sqlalchemy import insert
 from service.config import Settings
 from service.runtime import build
 from service.store.schema import subscribers
-from tests.conftest import REPO, Inbox, make_settings
+from tests.conftest import Inbox, make_settings
 from tests.delivery.smtpd import SmtpServer
-from tests.test_service_process import free_port
+from tests.processes import free_port, start_service
 
 pytestmark = pytest.mark.slow
 AUDIENCE = 3000
@@ -49,32 +47,12 @@ async def seed(settings: Settings) -> None:
     await parts.close()
 
 
-def start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ANNOUNCE_ANNOUNCEMENTS_DIR": str(settings.announcements_dir),
-        "ANNOUNCE_DATA_DIR": str(settings.data_dir),
-        "ANNOUNCE_TEMPLATES_DIR": str(REPO / "templates"),
-        "ANNOUNCE_DATABASE_URL": settings.effective_database_url,
-        "ANNOUNCE_MAIL_TRANSPORT": "smtp",
-        "ANNOUNCE_SMTP_PORT": str(settings.smtp_port),
-        "ANNOUNCE_DISPATCH_BATCH": str(BATCH),
-        "ANNOUNCE_LEASE_SECONDS": "2",
-        "ANNOUNCE_SETTLE_SECONDS": "0",
-        "ANNOUNCE_LOG_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "service",
-        "run",
-        "--port",
-        str(port),
-        "--config",
-        str(REPO / "config.yaml"),
-    ]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    return start_service(
+        settings.data_dir.parent, free_port(), log,
+        database_url=settings.effective_database_url, mail_transport="smtp", smtp_port=settings.smtp_port,
+        dispatch_batch=BATCH, lease_seconds=2, settle_seconds=0, log_level="WARNING",
+    )  # fmt: skip
 
 
 async def wait_for_count(server: SmtpServer, target: int, within: float) -> None:
@@ -92,14 +70,14 @@ async def test_sigkill_mid_fan_out_loses_nobody(
         "news.md", date=(datetime.now(UTC) - timedelta(hours=1)).isoformat()
     )
     log = tmp_path / "service.log"
-    first = start(settings, free_port(), log)
+    first = start(settings, log)
     try:
         await wait_for_count(server, AUDIENCE // 3 + BATCH // 2, within=60)  # mid-batch
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed_at = len(server.messages)
         restarted_at = time.monotonic()
-        second = start(settings, free_port(), log)
+        second = start(settings, log)
         try:
             await wait_for_count(server, AUDIENCE, within=90)
             recovery = time.monotonic() - restarted_at

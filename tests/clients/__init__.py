@@ -1,0 +1,1 @@
+"""The service checked by the feed clients people really use (feedparser, rss2email)."""
