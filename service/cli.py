@@ -15,6 +15,7 @@ from service.errors import AnnouncementError, ServiceError
 from service.export import Exporter
 from service.ingest.inbox import is_ignored
 from service.ingest.options import IngestOptions
+from service.ingest.plaintext import outline
 from service.ingest.reader import is_release_file, read_release
 from service.logs import configure_logging
 from service.models import Announcement
@@ -144,6 +145,12 @@ def _summary(ann: Announcement, settings: Settings) -> str:
         lines.append("attachments=" + ",".join(a.name for a in ann.attachments))
     if ann.draft:
         lines.append("draft (not published)")
+    if ann.source.lower().endswith(".txt"):
+        # What the plain-text reader understood, so the operator can check it before it goes out.
+        dateline, sections = outline(ann.body_html)
+        lines.append(f"dateline={dateline!r}" if dateline else "dateline=-")
+        lines.append(f"lead={ann.summary[:80]!r}")
+        lines.append("sections=" + (",".join(repr(s) for s in sections) or "-"))
     return "      " + "  ".join(lines)
 
 

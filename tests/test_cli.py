@@ -171,3 +171,18 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert err.startswith("announce: cannot open or migrate the database")
     assert "Traceback" not in err
+
+
+def test_check_shows_what_was_extracted_from_a_plain_text_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = tmp_path / "2020-02-12-carnot-label.txt"
+    seed.write_bytes(
+        (REPO / "tests" / "data" / "plaintext" / "seed.txt").read_bytes()
+    )  # the shared seed, as is
+    assert main(["check", str(seed)]) == 0
+    out = capsys.readouterr().out
+    assert "date=2020-02-12T00:00:00" in out
+    assert "dateline='Paris, February 12th 2020'" in out
+    assert "sections='The Carnot label'" in out
+    assert "title='The Carnot Institutes Télécom & Société Numérique and M.I.N.E.S" in out

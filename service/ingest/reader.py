@@ -14,11 +14,16 @@ from service.errors import AnnouncementError
 from service.ingest.frontmatter import Metadata
 from service.ingest.markdown import parse_markdown
 from service.ingest.options import IngestOptions
+from service.ingest.plaintext import parse_plaintext
 from service.ingest.sanitize import first_paragraph_text
 from service.models import Announcement, Attachment
 
 Parser = Callable[[str, str, IngestOptions], tuple[Metadata, str]]
-PARSERS: dict[str, Parser] = {".md": parse_markdown, ".markdown": parse_markdown}
+Decoder = Callable[[bytes, str], str]
+PARSERS: dict[str, Parser] = {".md": parse_markdown, ".markdown": parse_markdown, ".txt": parse_plaintext}
+# Markdown must be UTF-8; plain text is often whatever a word processor or PDF export wrote.
+_BOMS = ((codecs.BOM_UTF8, "utf-8", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+         (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"))  # fmt: skip
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
@@ -51,6 +56,49 @@ def decode(raw: bytes, source: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def decode_text(raw: bytes, source: str) -> str:
+    """Decode a plain-text release: a BOM decides (UTF-8, UTF-16 LE or BE), else UTF-8, else Windows-1252.
+
+    Line endings become '\n' and the text is normalised to NFC.
+    """
+    for bom, encoding, name in _BOMS:
+        if raw.startswith(bom):
+            text = _decode_as(raw, len(bom), encoding, name, source)
+            break
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _decode_as(raw, 0, "cp1252", "UTF-8 or Windows-1252", source)
+    if "\x00" in text:
+        raise AnnouncementError(
+            source,
+            "contains NUL bytes: this looks like a binary file",
+            line=1,
+            hint="save the text as UTF-8 (UTF-16 needs a byte order mark)",
+        )
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _decode_as(raw: bytes, skip: int, encoding: str, name: str, source: str) -> str:
+    data = raw[skip:]
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode(encoding, "replace")
+        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+        offset = skip + exc.start
+        raise AnnouncementError(
+            source,
+            f"not valid {name} (byte 0x{raw[offset]:02x} at offset {offset})",
+            line=line,
+            hint="save the file as UTF-8",
+        ) from None
+
+
+_DECODERS: dict[str, Decoder] = {".txt": decode_text}
+
+
 def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -> Announcement:
     """Turn the bytes of one release file into an Announcement, or raise AnnouncementError."""
     folder, path = folder.absolute(), path.absolute()
@@ -64,7 +112,8 @@ def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -
     if not raw.strip():
         raise AnnouncementError(source, "file is empty", line=1)
     parser = PARSERS[path.suffix.lower()]
-    meta, body_html = parser(decode(raw, source), source, options)
+    decoder = _DECODERS.get(path.suffix.lower(), decode)
+    meta, body_html = parser(decoder(raw, source), source, options)
     release_id = meta.id or slugify(path.stem)
     if not release_id:
         raise AnnouncementError(source, "cannot derive an id from the file name", hint="add an 'id:' key")

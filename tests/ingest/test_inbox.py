@@ -62,7 +62,6 @@ def test_paths_are_absolute_even_for_a_relative_folder(
         ".~lock.x.md#",
         "~$x.md",
         "x.pdf",
-        "x.txt",
         "x.md.error.txt",
         "markdown",
         "x.mdx",
