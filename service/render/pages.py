@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -96,6 +96,31 @@ def script_json(data: Mapping[str, Any]) -> Markup:
     return Markup(text.translate(_SCRIPT_ESCAPES))
 
 
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """What the subscribe and preferences forms offer, what is chosen, and what is wrong.
+
+    `topics` are offered as checkboxes; `languages` and `frequencies` are (value, label) pairs;
+    `errors` maps a field name (email, topics, lang, frequency, or form) to its message.
+    """
+
+    topics: Sequence[str] = ()
+    chosen: Collection[str] = ()
+    lang: str = ""
+    frequency: str = ""
+    languages: Sequence[tuple[str, str]] = ()
+    frequencies: Sequence[tuple[str, str]] = ()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    def context(self) -> dict[str, Any]:
+        """The template variables of the shared form fields."""
+        return {
+            "topics": self.topics, "chosen": self.chosen, "chosen_lang": self.lang,
+            "frequency": self.frequency, "languages": self.languages, "frequencies": self.frequencies,
+            "errors": self.errors,
+        }  # fmt: skip
+
+
 class PageRenderer:
     """Renders the public HTML pages from releases; never looks at the clock."""
 
@@ -148,36 +173,15 @@ class PageRenderer:
             feeds=feed_links(self._site),
         )
 
-    def subscribe(
-        self,
-        *,
-        email: str,
-        topics: Sequence[str],
-        chosen: Collection[str],
-        lang: str,
-        frequency: str,
-        languages: Sequence[tuple[str, str]],
-        frequencies: Sequence[tuple[str, str]],
-        errors: Mapping[str, str],
-    ) -> str:
-        """The subscription form: empty, or filled in again with what was typed and what is wrong.
-
-        `topics` are offered as checkboxes, `languages` and `frequencies` are (value, label) pairs,
-        `errors` maps a field name (email, topics, lang, frequency, or form) to its message.
-        """
+    def subscribe(self, email: str, choices: Choices) -> str:
+        """The subscription form: empty, or filled in again with what was typed and what is wrong."""
         return self._render(
             "web/subscribe.html.j2",
             lang=self._site.language,
             canonical_url=self._site.url("/subscribe"),
             feeds=feed_links(self._site),
             email=email,
-            topics=topics,
-            chosen=chosen,
-            chosen_lang=lang,
-            frequency=frequency,
-            languages=languages,
-            frequencies=frequencies,
-            errors=errors,
+            **choices.context(),
         )
 
     def subscribed(self) -> str:
@@ -209,18 +213,7 @@ class PageRenderer:
         )
 
     def preferences(
-        self,
-        state: str,
-        *,
-        action: str = "",
-        csrf: str = "",
-        topics: Sequence[str] = (),
-        chosen: Collection[str] = (),
-        lang: str = "",
-        frequency: str = "",
-        languages: Sequence[tuple[str, str]] = (),
-        frequencies: Sequence[tuple[str, str]] = (),
-        errors: Mapping[str, str] | None = None,
+        self, state: str, *, action: str = "", csrf: str = "", choices: Choices | None = None
     ) -> str:
         """The preferences page.
 
@@ -236,13 +229,7 @@ class PageRenderer:
             state=state,
             action=action,
             csrf=csrf,
-            topics=topics,
-            chosen=chosen,
-            chosen_lang=lang,
-            frequency=frequency,
-            languages=languages,
-            frequencies=frequencies,
-            errors=errors or {},
+            **(choices or Choices()).context(),
         )
 
     def _render(self, name: str, **context: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from starlette.responses import Response
 from service.addresses import InvalidAddress, normalise_address
 from service.audience import Preferences
 from service.models import Consent, Frequency, Subscriber, SubscriberState
+from service.render.pages import Choices
 from service.render.strings import LANGUAGES
 from service.tokens import Purpose
 from service.views import HTML
@@ -199,16 +200,7 @@ class SubscriptionHandlers:
         self, email: str, known: list[str], topics: Collection[str], lang: str, frequency: str,
         errors: Mapping[str, str],
     ) -> str:  # fmt: skip
-        return self.deps.pages.subscribe(
-            email=email,
-            topics=known,
-            chosen=topics,
-            lang=lang,
-            frequency=frequency,
-            languages=_LANGUAGE_CHOICES,
-            frequencies=_FREQUENCY_CHOICES,
-            errors=errors,
-        )
+        return self.deps.pages.subscribe(email, _choices(known, topics, lang, frequency, errors))
 
     async def subscribe_form(self, _: Request) -> Response:
         """GET /subscribe: the empty form."""
@@ -341,13 +333,7 @@ class SubscriptionHandlers:
             "saved" if saved else "form",
             action=f"/preferences/{token}",
             csrf=csrf_value(self.deps.csrf_secret, token),
-            topics=sorted({*known, *subscriber.topics}),
-            chosen=topics,
-            lang=lang,
-            frequency=frequency,
-            languages=_LANGUAGE_CHOICES,
-            frequencies=_FREQUENCY_CHOICES,
-            errors=errors,
+            choices=_choices(sorted({*known, *subscriber.topics}), topics, lang, frequency, errors),
         )
 
     async def preferences_page(self, request: Request) -> Response:
@@ -409,3 +395,13 @@ class SubscriptionHandlers:
             saved=True,
         )  # fmt: skip
         return _page(body)
+
+
+def _choices(
+    offered: Sequence[str],
+    chosen: Collection[str],
+    lang: str,
+    frequency: str,
+    errors: Mapping[str, str] | None,
+) -> Choices:
+    return Choices(offered, chosen, lang, frequency, _LANGUAGE_CHOICES, _FREQUENCY_CHOICES, errors or {})
