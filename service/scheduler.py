@@ -54,7 +54,6 @@ class Scheduler:
         )
         self._wanted = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self.last_report: ScanReport | None = None
 
     async def start(self) -> None:
         """Scan once, rebuild the embargo schedule from the database, then run in the background."""
@@ -101,7 +100,6 @@ class Scheduler:
     async def scan_now(self) -> ScanReport:
         """Scan immediately and reschedule embargoes if anything changed."""
         report = await jobs.scan(self._ctx)
-        self.last_report = report
         if report.changed and self._scheduler.running:
             await self.sync_embargoes()
         return report

@@ -7,13 +7,13 @@ feed written by `announce build` are the same bytes with the same ETag.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from service.ingest.frontmatter import RELEASE_ID
 from service.models import Attachment
 from service.render.feeds import render_feed
 from service.render.pages import PageRenderer
@@ -21,7 +21,6 @@ from service.render.site import FeedKind, Site
 from service.store.releases import Releases
 
 HTML = "text/html; charset=utf-8"
-_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")
 _CACHE_SIZE = 512
 
 
@@ -42,7 +41,7 @@ def _rendered(body: bytes, media_type: str, last_modified: datetime) -> Rendered
 
 def valid_slug(value: str) -> bool:
     """True for strings that can be a release id or topic (anything else is a 404, never a lookup)."""
-    return bool(_ID.match(value))
+    return bool(RELEASE_ID.fullmatch(value))
 
 
 class Views:
@@ -124,23 +123,16 @@ class Views:
 
     async def attachment(self, release_id: str, name: str) -> tuple[Path, Attachment] | None:
         """The file behind a published release's attachment, if that release lists it."""
-        release = await self._releases.get(release_id) if valid_slug(release_id) else None
-        if release is None:
-            return None
-        for item in release.announcement.attachments:
-            if item.name == name:
-                path = (self._folder / item.path).resolve()
-                if path.is_relative_to(self._folder.resolve()) and path.is_file():
-                    return path, item
-        return None
+        return next((found for found in await self.attachments_of(release_id) if found[1].name == name), None)
 
     async def attachments_of(self, release_id: str) -> list[tuple[Path, Attachment]]:
-        """Every attachment file of a published release."""
-        release = await self._releases.get(release_id)
+        """Every attachment file of a published release that is still inside the folder."""
+        release = await self._releases.get(release_id) if valid_slug(release_id) else None
         if release is None:
             return []
-        found = [await self.attachment(release_id, a.name) for a in release.announcement.attachments]
-        return [item for item in found if item is not None]
+        folder = self._folder.resolve()
+        paths = [((folder / item.path).resolve(), item) for item in release.announcement.attachments]
+        return [(path, item) for path, item in paths if path.is_relative_to(folder) and path.is_file()]
 
     def not_found(self) -> bytes:
         """The 404 page."""

@@ -29,7 +29,7 @@ FIELDS = (
     "correction",
 )
 _DELIMITER = re.compile(r"^(---|\.\.\.)[ \t]*$")
-_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")
+RELEASE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")  # also what URLs may name
 _TOPIC = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 _MAX_TITLE = 300
@@ -168,7 +168,7 @@ def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
     return Metadata(
         title=check.text("title", required=True, limit=_MAX_TITLE) or "",
         date=check.moment("date", required=True) or datetime.min,
-        id=check.pattern("id", _ID, "lowercase letters, digits, '-' and '_', e.g. 2020-02-carnot"),
+        id=check.pattern("id", RELEASE_ID, "lowercase letters, digits, '-' and '_', e.g. 2020-02-carnot"),
         summary=check.text("summary", limit=_MAX_SUMMARY, multiline=True),
         topics=check.topics(),
         author=check.text("author", limit=200),

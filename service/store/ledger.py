@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     bindparam,
     exists,
     func,
@@ -294,17 +293,6 @@ class Ledger:
                     .values(last_digest_at=now)
                 )
 
-    async def digest_releases(self, ids: Sequence[str]) -> list[str]:
-        """The ids still published, in the given order (a release withdrawn since is left out)."""
-        async with self._db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(releases.c.id).where(
-                    releases.c.id.in_(ids), releases.c.state == ReleaseState.PUBLISHED
-                )
-            )
-            live = {r.id for r in rows}
-        return [i for i in ids if i in live]
-
     async def enqueue(
         self,
         subscriber_id: int,
@@ -442,19 +430,6 @@ class Ledger:
                 ).scalar_one()
             )
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest waiting row becomes due."""
-        async with self._db.engine.connect() as conn:
-            return (  # type: ignore[no-any-return]
-                await conn.execute(
-                    select(func.min(deliveries.c.next_attempt_at)).where(
-                        deliveries.c.state.in_(
-                            [DeliveryState.QUEUED, DeliveryState.RETRY, DeliveryState.UNKNOWN]
-                        )
-                    )
-                )
-            ).scalar()
-
     async def progress(self) -> dict[str, dict[DeliveryState, int]]:
         """Per release id (or message kind for mail not tied to a release): rows in each state."""
         async with self._db.engine.connect() as conn:
@@ -468,20 +443,6 @@ class Ledger:
                 name = f"{kind} {release_id}" if release_id else str(kind)
                 table.setdefault(name, dict.fromkeys(DeliveryState, 0))[DeliveryState(state)] += n
             return table
-
-    async def recipients_of(self, release_id: str) -> list[int]:
-        """Subscribers who were sent (or may have been sent) a bulletin of this release."""
-        async with self._db.engine.connect() as conn:
-            rows = await conn.execute(
-                select(deliveries.c.subscriber_id).where(
-                    and_(
-                        deliveries.c.release_id == release_id,
-                        deliveries.c.kind == DeliveryKind.BULLETIN,
-                        deliveries.c.state.in_([DeliveryState.SENT, DeliveryState.UNKNOWN]),
-                    )
-                )
-            )
-            return [r.subscriber_id for r in rows]
 
 
 def _in_period(published_at: datetime, sub: Any, earliest: datetime) -> bool:
