@@ -99,6 +99,27 @@ class Subscribers:
         )
         return _to_subscriber(row, [t for (t,) in topics])
 
+    async def _insert(
+        self,
+        conn: AsyncConnection,
+        email: str,
+        prefs: Preferences,
+        consent: Consent,
+        now: datetime,
+        **values: Any,
+    ) -> Subscriber:
+        result = await conn.execute(
+            insert(subscribers).values(
+                email=email, generation=1, created_at=now,
+                **_preference_values(prefs), **_consent_values(consent), **values,
+            )
+        )  # fmt: skip
+        new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        await _set_topics(conn, new_id, prefs.topics)
+        created = await self._load(conn, subscribers.c.id == new_id)
+        assert created is not None
+        return created
+
     async def get(self, subscriber_id: int) -> Subscriber | None:
         """A subscriber by id."""
         async with self._db.engine.connect() as conn:
@@ -125,16 +146,9 @@ class Subscribers:
         async with self._db.engine.begin() as conn:
             current = await self._load(conn, subscribers.c.email == email)
             if current is None:
-                result = await conn.execute(
-                    insert(subscribers).values(
-                        email=email, state=SubscriberState.PENDING, generation=1, created_at=now,
-                        confirmation_sent_at=now, **_preference_values(prefs), **_consent_values(consent),
-                    )
-                )  # fmt: skip
-                new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-                await _set_topics(conn, new_id, prefs.topics)
-                created = await self._load(conn, subscribers.c.id == new_id)
-                assert created is not None
+                created = await self._insert(
+                    conn, email, prefs, consent, now, state=SubscriberState.PENDING, confirmation_sent_at=now
+                )
                 return RequestResult(created, Requested.NEW, True)
             if current.state is SubscriberState.CONFIRMED:
                 return RequestResult(current, Requested.CONFIRMED, False)
@@ -190,16 +204,9 @@ class Subscribers:
                     assert confirmed is not None
                     return confirmed, True
                 return current, False
-            result = await conn.execute(
-                insert(subscribers).values(
-                    email=email, state=SubscriberState.CONFIRMED, generation=1, created_at=now,
-                    confirmed_at=now, **_preference_values(prefs), **_consent_values(consent),
-                )
-            )  # fmt: skip
-            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            await _set_topics(conn, new_id, prefs.topics)
-            added = await self._load(conn, subscribers.c.id == new_id)
-            assert added is not None
+            added = await self._insert(
+                conn, email, prefs, consent, now, state=SubscriberState.CONFIRMED, confirmed_at=now
+            )
             return added, True
 
     async def confirm(self, subscriber_id: int, generation: int, now: datetime) -> Subscriber | None:
