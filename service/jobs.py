@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -169,9 +169,20 @@ async def _notify(ctx: JobContext, topics: Iterable[str]) -> None:
         await ctx.notifier.feeds_changed(feed_urls(ctx.site, topics))
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A changed file as read by the first half of a pass: its announcement, its problem, or None
+    when only touched; `seen` is None when it could not be read at all."""
+
+    file: FileStat
+    record: SourceRecord | None
+    seen: FileSeen | None
+    result: Announcement | FileProblem | None
+
+
 def _parse(ctx: JobContext, file: FileStat, raw: bytes) -> Announcement:
     try:
-        return read_release(ctx.folder, file.path, raw, ctx.options)
+        return read_release(ctx.folder, file.path, raw, ctx.options, file.companions)
     except AnnouncementError:
         raise
     except Exception as exc:
@@ -198,15 +209,20 @@ class _Pass:
         self.unchanged = 0
 
     async def ingest(self) -> None:
-        """Read every new or changed file; unchanged ones cost one stat() each."""
+        """Read every new or changed file; unchanged ones cost one stat() each.
+
+        Files are read first and stored second, so that a file another release lists as an
+        attachment (a `.txt` note beside a `.md` release) is never published as a release itself.
+        """
         settled_before = time.time_ns() - int(self.ctx.settle_seconds * 1e9)
+        changed: list[_Read] = []
         for file in self.files:
             record = self.known.get(file.source)
             if (
                 record
                 and record.problem is None
                 and (record.size, record.mtime_ns) == (file.size, file.mtime_ns)
-                and self._deps_unchanged(record)
+                and self._deps_unchanged(record, file)
             ):
                 self.claims[file.source] = record.release_id
                 self.unchanged += 1
@@ -215,48 +231,85 @@ class _Pass:
                 if record is not None:
                     self.claims[file.source] = record.release_id
             else:
-                await self._ingest_file(file, record)
+                changed.append(await self._read(file, record))
+        attached = self._attached(changed)
+        for item in changed:
+            await self._store(item, attached)
+        for source in attached & self.claims.keys():
+            self.claims[source] = None  # an unchanged release file that is now another's attachment
         await self.ctx.sources.forget(set(self.known) - self.live)
 
-    async def _ingest_file(self, file: FileStat, record: SourceRecord | None) -> None:
-        ctx = self.ctx
-        now = ctx.clock.now()
+    def _attached(self, changed: list[_Read]) -> set[str]:
+        # Files that some release (other than themselves) publishes as an attachment.
+        paths = {
+            dep.path
+            for source, record in self.known.items()
+            if source in self.claims and record.release_id is not None
+            for dep in record.deps
+            if dep.path != source
+        }
+        for item in changed:
+            if isinstance(item.result, Announcement):
+                paths.update(a.path for a in item.result.attachments if a.path != item.file.source)
+        return paths
+
+    async def _read(self, file: FileStat, record: SourceRecord | None) -> _Read:
         try:
             raw = await asyncio.to_thread(file.path.read_bytes)
         except OSError as exc:
-            self._problem(FileProblem(file.source, f"cannot read: {exc.strerror}"), record)
-            return
-        digest = hashlib.sha256(raw).hexdigest()
-        seen = FileSeen(file.source, len(raw), file.mtime_ns, digest)
-        if record and record.problem is None and record.sha256 == digest and self._deps_unchanged(record):
-            self.claims[file.source] = record.release_id  # touched, not changed
+            return _Read(file, record, None, FileProblem(file.source, f"cannot read: {exc.strerror}"))
+        seen = FileSeen(file.source, len(raw), file.mtime_ns, hashlib.sha256(raw).hexdigest())
+        if (
+            record
+            and record.problem is None
+            and record.sha256 == seen.sha256
+            and self._deps_unchanged(record, file)
+        ):
+            return _Read(file, record, seen, None)  # touched, not changed
+        try:
+            ann = await asyncio.to_thread(_parse, self.ctx, file, raw)
+        except AnnouncementError as exc:
+            return _Read(file, record, seen, FileProblem(file.source, exc.reason, exc.line, exc.hint))
+        return _Read(file, record, seen, ann)
+
+    async def _store(self, item: _Read, attached: set[str]) -> None:
+        ctx, file, record, seen, result = self.ctx, item.file, item.record, item.seen, item.result
+        now = ctx.clock.now()
+        if seen is None:  # could not be read at all
+            assert isinstance(result, FileProblem)
+            self._problem(result, record)
+        elif file.source in attached or (isinstance(result, Announcement) and result.draft):
+            self.claims[file.source] = None
+            await ctx.sources.record(seen, now)
+        elif result is None:  # touched, not changed
+            assert record is not None
+            self.claims[file.source] = record.release_id
             self.unchanged += 1
             await ctx.sources.record(seen, now, release_id=record.release_id)
-            return
-        try:
-            ann = await asyncio.to_thread(_parse, ctx, file, raw)
-            if ann.draft:
-                self.claims[file.source] = None
-                await ctx.sources.record(seen, now)
+        elif isinstance(result, FileProblem):
+            await self._refuse(result, record, seen)
+        else:
+            try:
+                stored = await ctx.releases.upsert(
+                    result, guid=guid_for(ctx.site, result), now=now, live_sources=self.live
+                )
+            except AnnouncementError as exc:  # e.g. an id another file already uses
+                await self._refuse(FileProblem(file.source, exc.reason, exc.line, exc.hint), record, seen)
                 return
-            result = await ctx.releases.upsert(
-                ann, guid=guid_for(ctx.site, ann), now=now, live_sources=self.live
-            )
-        except AnnouncementError as exc:
-            problem = FileProblem(file.source, exc.reason, exc.line, exc.hint)
-            self._problem(problem, record)
-            kept = record.release_id if record is not None else None
-            self.claims[file.source] = kept  # keep serving the last good version, scan after scan
-            await ctx.sources.record(seen, now, release_id=kept, problem=problem)
-            return
-        self.claims[file.source] = ann.id
-        seen = FileSeen(seen.path, seen.size, seen.mtime_ns, seen.sha256, self._deps_of(ann))
-        await ctx.sources.record(seen, now, release_id=ann.id)
-        if result.change is Change.CREATED:
-            self.created.append(ann.id)
-        elif result.change in (Change.UPDATED, Change.RESTORED):
-            self.updated.append(ann.id)
-        self.topics.update(ann.topics, result.previous_topics)
+            self.claims[file.source] = result.id
+            seen = FileSeen(seen.path, seen.size, seen.mtime_ns, seen.sha256, self._deps_of(result))
+            await ctx.sources.record(seen, now, release_id=result.id)
+            if stored.change is Change.CREATED:
+                self.created.append(result.id)
+            elif stored.change in (Change.UPDATED, Change.RESTORED):
+                self.updated.append(result.id)
+            self.topics.update(result.topics, stored.previous_topics)
+
+    async def _refuse(self, problem: FileProblem, record: SourceRecord | None, seen: FileSeen) -> None:
+        self._problem(problem, record)
+        kept = record.release_id if record is not None else None
+        self.claims[problem.source] = kept  # keep serving the last good version, scan after scan
+        await self.ctx.sources.record(seen, self.ctx.clock.now(), release_id=kept, problem=problem)
 
     def _deps_of(self, ann: Announcement) -> tuple[Dependency, ...]:
         deps = []
@@ -266,8 +319,13 @@ class _Pass:
                 deps.append(Dependency(attachment.path, info.st_size, info.st_mtime_ns))
         return tuple(deps)
 
-    def _deps_unchanged(self, record: SourceRecord) -> bool:
-        # A replaced attachment changes the release (its length and hash are in the feeds).
+    def _deps_unchanged(self, record: SourceRecord, file: FileStat) -> bool:
+        # A replaced attachment changes the release (its length and hash are in the feeds); so does
+        # a new file named after it.
+        folder = file.path.parent.relative_to(self.ctx.folder.absolute()).as_posix()
+        known = {dep.path for dep in record.deps}
+        if any(str(PurePosixPath(folder, name)) not in known for name in file.companions):
+            return False
         for dep in record.deps:
             try:
                 info = (self.ctx.folder / dep.path).stat()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service import jobs
-from service.models import ReleaseState
+from service.models import Release, ReleaseState
 from service.runtime import Components
 from tests.conftest import START, FakeClock, Inbox, release_text
 
@@ -173,6 +173,46 @@ async def test_a_replaced_attachment_updates_the_release(parts: Components, inbo
     assert release is not None
     assert release.announcement.attachments[0].length == len(b"%PDF-1.4 second, longer")
     assert (await scan(parts)).updated == ()  # and only once
+
+
+def attachment_names(release: Release | None) -> list[str]:
+    assert release is not None
+    return [a.name for a in release.announcement.attachments]
+
+
+async def test_a_file_listed_as_an_attachment_is_not_a_release(parts: Components, inbox: Inbox) -> None:
+    inbox.write("notes.txt", "Paris, 12 February 2020\n\nBackground notes for journalists.\n")
+    inbox.release("one.md", attachments=["notes.txt"])
+    report = await scan(parts)
+    assert (report.created, report.problems) == (("one",), ())
+    assert attachment_names(await parts.releases.get("one")) == ["notes.txt"]
+    assert (await scan(parts)).created == ()
+
+
+async def test_a_release_that_becomes_an_attachment_is_withdrawn(parts: Components, inbox: Inbox) -> None:
+    inbox.write("notes.txt", "Paris, 12 February 2020\n\nBackground notes for journalists.\n")
+    assert (await scan(parts)).created == ("notes",)
+    inbox.release("one.md", attachments=["notes.txt"])
+    report = await scan(parts)
+    assert (report.created, report.withdrawn) == (("one",), ("notes",))
+    assert await visible_ids(parts) == ["one"]
+
+
+async def test_files_named_after_a_release_are_published_with_it(parts: Components, inbox: Inbox) -> None:
+    inbox.release("brest-lab.md", id="brest-lab")
+    inbox.write("brest-lab.jpg", b"\xff\xd8\xff photo")
+    inbox.write("brest-lab.txt", "Paris, 12 February 2020\n\nThe plain-text version of the release.\n")
+    inbox.write("brest-laboratory.png", b"\x89PNG not ours")
+    report = await scan(parts)
+    assert (report.created, report.problems) == (("brest-lab",), ())
+    assert attachment_names(await parts.releases.get("brest-lab")) == ["brest-lab.jpg", "brest-lab.txt"]
+    inbox.write("brest-lab.map.pdf", b"%PDF-1.4 map")  # a new companion re-reads the release
+    report = await scan(parts)
+    assert report.updated == ("brest-lab",)
+    assert "brest-lab.map.pdf" in attachment_names(await parts.releases.get("brest-lab"))
+    inbox.remove("brest-lab.jpg")
+    assert (await scan(parts)).updated == ("brest-lab",)
+    assert "brest-lab.jpg" not in attachment_names(await parts.releases.get("brest-lab"))
 
 
 async def test_duplicate_ids_across_files(parts: Components, inbox: Inbox) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -13,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import watchfiles
 
-from service.ingest.reader import is_release_file
+from service.ingest.reader import format_rank
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class FileStat:
     path: Path
     size: int
     mtime_ns: int
+    companions: tuple[str, ...] = ()  # names of files beside it published with it (`<stem>.*`)
 
 
 def is_ignored(name: str) -> bool:
@@ -37,21 +39,44 @@ def is_ignored(name: str) -> bool:
 
 
 def list_release_files(folder: Path) -> list[FileStat]:
-    """Every release file under `folder`, sorted by path; hidden folders, temp names and non-files skipped."""
+    """Every release file under `folder`, sorted by path; hidden folders, temp names and non-files skipped.
+
+    Files named after a release (`brest-lab.md` and `brest-lab.jpg`, `brest-lab.photo.png`) are its
+    companions, not releases; of release files sharing a stem, the most editable format is the release
+    and the others (its `.pdf` export) are companions too.
+    """
     found: list[FileStat] = []
     root = folder.absolute()
     real_root = root.resolve()
     for directory, subdirs, names in os.walk(root, followlinks=False):
         subdirs[:] = sorted(d for d in subdirs if not is_ignored(d))
-        for name in sorted(names):
-            path = Path(directory, name)
-            if is_ignored(name) or not is_release_file(path):
-                continue
-            entry = _stat_regular(path, root, real_root)
+        visible = sorted(name for name in names if not is_ignored(name))
+        for name, companions in _releases_in(visible).items():
+            entry = _stat_regular(Path(directory, name), root, real_root)
             if entry is not None:
-                found.append(entry)
+                found.append(dataclasses.replace(entry, companions=companions))
     # By path components, so "a/z.md" sorts before "b.md" exactly as `announce check` lists them.
     return sorted(found, key=lambda f: PurePosixPath(f.source).parts)
+
+
+def _releases_in(names: list[str]) -> dict[str, tuple[str, ...]]:
+    # Release file name -> its companions, for the (sorted, visible) names of one directory.
+    best: dict[str, tuple[int, str]] = {}  # stem -> (rank, name) of the release among files sharing it
+    for name in names:
+        rank = format_rank(name)
+        stem = PurePosixPath(name).stem
+        if rank is not None and (stem not in best or rank < best[stem][0]):
+            best[stem] = (rank, name)
+    releases: dict[str, list[str]] = {name: [] for _, name in best.values()}
+    stems = sorted(best, key=len, reverse=True)  # the longest matching stem owns a file
+    for name in names:
+        if name in releases:
+            continue
+        own = PurePosixPath(name).stem  # every release file's own stem is in `best`
+        owner = own if own in best else next((s for s in stems if name.startswith(s + ".")), None)
+        if owner is not None:
+            releases[best[owner][1]].append(name)
+    return {name: tuple(companions) for name, companions in releases.items()}
 
 
 def _stat_regular(path: Path, root: Path, real_root: Path) -> FileStat | None:

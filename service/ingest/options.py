@@ -13,3 +13,5 @@ class IngestOptions:
     timezone: ZoneInfo
     default_language: str = "en"
     max_file_bytes: int = 5_000_000
+    max_pages: int = 100  # PDF pages read; a longer document is refused, not cut
+    extract_seconds: float = 20.0  # wall-clock limit on extracting the text of a PDF or Word file

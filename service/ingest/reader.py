@@ -7,8 +7,9 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from service.errors import AnnouncementError
 from service.ingest.frontmatter import Metadata
@@ -19,17 +20,32 @@ from service.ingest.sanitize import first_paragraph_text
 from service.models import Announcement, Attachment
 
 Parser = Callable[[str, str, IngestOptions], tuple[Metadata, str]]
-Decoder = Callable[[bytes, str], str]
-PARSERS: dict[str, Parser] = {".md": parse_markdown, ".markdown": parse_markdown, ".txt": parse_plaintext}
+Decoder = Callable[[bytes, str, IngestOptions], str]  # bytes -> text the parser reads (decode, extract)
 # Markdown must be UTF-8; plain text is often whatever a word processor or PDF export wrote.
 _BOMS = ((codecs.BOM_UTF8, "utf-8", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
          (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"))  # fmt: skip
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
+@dataclass(frozen=True, slots=True)
+class Format:
+    """How one kind of release file becomes an Announcement."""
+
+    decode: Decoder
+    parse: Parser
+    rank: int  # of files sharing a name, the lowest rank is the release and the others its attachments
+    attach_self: bool = False  # the file itself is published with the release (the original PDF)
+
+
 def is_release_file(path: Path) -> bool:
     """True for the file formats the service can parse."""
-    return path.suffix.lower() in PARSERS
+    return path.suffix.lower() in FORMATS
+
+
+def format_rank(name: str) -> int | None:
+    """The rank of a release file name's format (lower is preferred), None for other files."""
+    kind = FORMATS.get(PurePosixPath(name).suffix.lower())
+    return kind.rank if kind is not None else None
 
 
 def slugify(text: str) -> str:
@@ -38,7 +54,7 @@ def slugify(text: str) -> str:
     return _SLUG_DROP.sub("-", ascii_text).strip("-")[:128].rstrip("-")
 
 
-def decode(raw: bytes, source: str) -> str:
+def decode(raw: bytes, source: str, options: IngestOptions | None = None) -> str:
     """Decode UTF-8 (a BOM is allowed) and normalise line endings; say where invalid bytes are."""
     try:
         text = raw.decode("utf-8-sig")
@@ -56,7 +72,7 @@ def decode(raw: bytes, source: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def decode_text(raw: bytes, source: str) -> str:
+def decode_text(raw: bytes, source: str, options: IngestOptions | None = None) -> str:
     """Decode a plain-text release: a BOM decides (UTF-8, UTF-16 LE or BE), else UTF-8, else Windows-1252.
 
     Line endings become '\n' and the text is normalised to NFC.
@@ -96,11 +112,21 @@ def _decode_as(raw: bytes, skip: int, encoding: str, name: str, source: str) -> 
         ) from None
 
 
-_DECODERS: dict[str, Decoder] = {".txt": decode_text}
+# Markdown first: the most editable form of a release wins over exports of it.
+FORMATS: dict[str, Format] = {
+    ".md": Format(decode, parse_markdown, 0),
+    ".markdown": Format(decode, parse_markdown, 0),
+    ".txt": Format(decode_text, parse_plaintext, 1),
+}
 
 
-def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -> Announcement:
-    """Turn the bytes of one release file into an Announcement, or raise AnnouncementError."""
+def read_release(
+    folder: Path, path: Path, raw: bytes, options: IngestOptions, companions: Sequence[str] = ()
+) -> Announcement:
+    """Turn the bytes of one release file into an Announcement, or raise AnnouncementError.
+
+    `companions` are files beside it named after it (see inbox.list_release_files), published with it.
+    """
     folder, path = folder.absolute(), path.absolute()
     source = path.relative_to(folder).as_posix()
     if len(raw) > options.max_file_bytes:
@@ -111,9 +137,8 @@ def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -
         )
     if not raw.strip():
         raise AnnouncementError(source, "file is empty", line=1)
-    parser = PARSERS[path.suffix.lower()]
-    decoder = _DECODERS.get(path.suffix.lower(), decode)
-    meta, body_html = parser(decoder(raw, source), source, options)
+    kind = FORMATS[path.suffix.lower()]
+    meta, body_html = kind.parse(kind.decode(raw, source, options), source, options)
     release_id = meta.id or slugify(path.stem)
     if not release_id:
         raise AnnouncementError(source, "cannot derive an id from the file name", hint="add an 'id:' key")
@@ -128,30 +153,41 @@ def read_release(folder: Path, path: Path, raw: bytes, options: IngestOptions) -
         topics=meta.topics,
         author=meta.author,
         publish_at=meta.publish_at,
-        attachments=tuple(
-            _attachment(folder, path.parent, name, source, meta.attachments_line) for name in meta.attachments
-        ),
+        attachments=_attachments(folder, path, raw, kind, meta, companions),
         draft=meta.draft,
         correction=meta.correction,
     )
 
 
-def _attachment(folder: Path, directory: Path, name: str, source: str, line: int | None) -> Attachment:
-    file = directory / name
-    resolved = file.resolve()
-    if not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
-        raise AnnouncementError(
-            source,
-            f"attachment {name!r} not found next to the release",
-            line=line,
-            hint=f"copy it to {directory.relative_to(folder).as_posix() or '.'}/{name}",
-        )
-    data = resolved.read_bytes()
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+def _attachments(
+    folder: Path, path: Path, raw: bytes, kind: Format, meta: Metadata, companions: Sequence[str]
+) -> tuple[Attachment, ...]:
+    # The original (a PDF) first, then the files the front matter lists, then those named after it.
+    found: dict[str, Attachment] = {}
+    if kind.attach_self:
+        found[path.name] = _describe(folder, path, raw)
+    source = path.relative_to(folder).as_posix()
+    for name in (*meta.attachments, *companions):
+        if name in found:
+            continue
+        file = path.parent / name
+        resolved = file.resolve()
+        if not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
+            raise AnnouncementError(
+                source,
+                f"attachment {name!r} not found next to the release",
+                line=meta.attachments_line,
+                hint=f"copy it to {path.parent.relative_to(folder).as_posix() or '.'}/{name}",
+            )
+        found[name] = _describe(folder, file, resolved.read_bytes())
+    return tuple(found.values())
+
+
+def _describe(folder: Path, file: Path, data: bytes) -> Attachment:
     return Attachment(
-        name=name,
+        name=file.name,
         path=file.relative_to(folder).as_posix(),
-        content_type=content_type,
+        content_type=mimetypes.guess_type(file.name)[0] or "application/octet-stream",
         length=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -250,3 +250,17 @@ async def test_watch_ignores_temporary_files(tmp_path: Path) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=5)
+
+
+def test_companions_are_named_after_their_release(tmp_path: Path) -> None:
+    for name in (
+        "carnot.md", "carnot.pdf", "carnot.jpg", "carnot.photo.png", "carnot.fr.md", "carnot.fr.jpg",
+        "carnotx.png", "other.pdf", "other.txt", "notes.docx", "lone.png", ".carnot.swp",
+    ):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    found = {f.source: f.companions for f in list_release_files(tmp_path)}
+    assert found == {
+        "carnot.md": ("carnot.jpg", "carnot.pdf", "carnot.photo.png"),
+        "carnot.fr.md": ("carnot.fr.jpg",),
+        "other.txt": ("other.pdf",),  # the text is the release, the PDF its original
+    }
