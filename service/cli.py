@@ -13,10 +13,10 @@ from service import __version__, cli_mail, cli_subscribers, jobs
 from service.config import Settings, load_settings
 from service.errors import AnnouncementError, ServiceError
 from service.export import Exporter
-from service.ingest.inbox import is_ignored
+from service.ingest.inbox import companions_of, list_release_files
 from service.ingest.options import IngestOptions
 from service.ingest.plaintext import outline
-from service.ingest.reader import is_release_file, read_release
+from service.ingest.reader import read_release
 from service.logs import configure_logging
 from service.models import Announcement
 from service.runtime import build, serve
@@ -82,34 +82,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---- check -----------------------------------------------------------------------------------
 
 
-def _candidates(paths: Sequence[Path], default: Path) -> list[tuple[Path, Path]]:
-    """(folder, file) pairs: files named directly are checked whatever their folder."""
-    found: list[tuple[Path, Path]] = []
+def _candidates(paths: Sequence[Path], default: Path) -> list[tuple[Path, Path, tuple[str, ...]]]:
+    """(folder, file, companions): files named directly are checked whatever their folder."""
+    found: list[tuple[Path, Path, tuple[str, ...]]] = []
     for path in paths or [default]:
         if path.is_dir():
-            found += [
-                (path, f)
-                for f in sorted(path.rglob("*"))
-                if f.is_file()
-                and is_release_file(f)
-                and not any(is_ignored(p) for p in f.relative_to(path).parts)
-            ]
+            found += [(path, path / f.source, f.companions) for f in list_release_files(path)]
         else:
-            found.append((path.parent, path))
+            found.append((path.parent, path, companions_of(path)))
     return found
 
 
 def check(settings: Settings, paths: Sequence[Path], out: TextIO) -> int:
     """`announce check`: print OK and what was understood, or the reason, per file; 1 if any is bad."""
-    options = IngestOptions(settings.tz, settings.default_language, settings.max_file_bytes)
+    options = IngestOptions.from_settings(settings)
     seen: dict[str, Path] = {}
     bad = 0
     files = _candidates(paths, settings.announcements_dir)
-    for folder, file in files:
+    for folder, file, companions in files:
         try:
             if not file.is_file():
                 raise AnnouncementError(file, "no such file")
-            ann = read_release(folder, file, file.read_bytes(), options)
+            ann = read_release(folder, file, file.read_bytes(), options, companions)
             if ann.id in seen:
                 raise AnnouncementError(
                     file,

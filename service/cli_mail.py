@@ -39,7 +39,7 @@ def add_parsers(
 
 
 def _release_from_file(settings: Settings, file: Path) -> Release:
-    options = IngestOptions(settings.tz, settings.default_language, settings.max_file_bytes)
+    options = IngestOptions.from_settings(settings)
     try:
         ann = read_release(file.parent, file, file.read_bytes(), options)
     except OSError as exc:

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         description="A file is read only once it was last modified at least this long ago.",
     )
     max_file_bytes: int = Field(5_000_000, ge=1, description="Release files larger than this are refused.")
+    max_pages: int = Field(100, ge=1, description="PDF releases with more pages are refused.")
+    extract_seconds: float = Field(
+        20.0, gt=0, description="Time limit on extracting the text of one PDF or Word release."
+    )
     # Subscribers
     secret_key: str | None = Field(
         None,

@@ -119,7 +119,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     )
     ctx = JobContext(
         folder=settings.announcements_dir,
-        options=IngestOptions(settings.tz, settings.default_language, settings.max_file_bytes),
+        options=IngestOptions.from_settings(settings),
         settle_seconds=settings.settle_seconds,
         site=site,
         releases=releases,

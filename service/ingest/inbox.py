@@ -59,6 +59,15 @@ def list_release_files(folder: Path) -> list[FileStat]:
     return sorted(found, key=lambda f: PurePosixPath(f.source).parts)
 
 
+def companions_of(path: Path) -> tuple[str, ...]:
+    """The companions of one release file, as a scan of its folder would find them."""
+    try:
+        names = sorted(n for n in os.listdir(path.parent) if not is_ignored(n))
+    except OSError:
+        return ()
+    return _releases_in(names).get(path.name, ())
+
+
 def _releases_in(names: list[str]) -> dict[str, tuple[str, ...]]:
     # Release file name -> its companions, for the (sorted, visible) names of one directory.
     best: dict[str, tuple[int, str]] = {}  # stem -> (rank, name) of the release among files sharing it

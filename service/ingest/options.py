@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from service.config import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class IngestOptions:
@@ -15,3 +17,14 @@ class IngestOptions:
     max_file_bytes: int = 5_000_000
     max_pages: int = 100  # PDF pages read; a longer document is refused, not cut
     extract_seconds: float = 20.0  # wall-clock limit on extracting the text of a PDF or Word file
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestOptions:
+        """The parsing rules a configuration asks for."""
+        return cls(
+            settings.tz,
+            settings.default_language,
+            settings.max_file_bytes,
+            settings.max_pages,
+            settings.extract_seconds,
+        )
