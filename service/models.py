@@ -19,6 +19,16 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """A press contact named by a release."""
+
+    name: str
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Announcement:
     """A release as parsed from one file, before the store gives it a version and a state."""
 
@@ -35,6 +45,9 @@ class Announcement:
     attachments: tuple[Attachment, ...] = ()
     draft: bool = False
     correction: str | None = None  # a note saying what an edit corrected; mailed to earlier recipients
+    contacts: tuple[Contact, ...] = ()
+    doi: str | None = None  # e.g. 10.1234/abcd, of the paper a release announces
+    link: str | None = None  # an absolute http(s) URL for further information
 
 
 class ReleaseState(enum.StrEnum):

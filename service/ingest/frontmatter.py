@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from service.addresses import InvalidAddress, normalise_address
 from service.errors import AnnouncementError
 from service.ingest.options import IngestOptions
 from service.ingest.sanitize import find_illegal
+from service.models import Contact
 
 FIELDS = (
     "title",
@@ -27,11 +30,18 @@ FIELDS = (
     "attachments",
     "draft",
     "correction",
+    "contacts",
+    "doi",
+    "link",
 )
 _DELIMITER = re.compile(r"^(---|\.\.\.)[ \t]*$")
 RELEASE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")  # also what URLs may name
 _TOPIC = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+_DOI = re.compile(r"^10\.\d{4,9}/[^\s\x00-\x1f\x7f]{1,200}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().\-/]{3,30}$")
+_CONTACT_KEYS = ("name", "role", "email", "phone")
+_MAX_CONTACTS = 10
 _MAX_TITLE = 300
 _MAX_SUMMARY = 2000
 
@@ -51,6 +61,9 @@ class Metadata:
     attachments: tuple[str, ...] = ()
     draft: bool = False
     correction: str | None = None
+    contacts: tuple[Contact, ...] = ()
+    doi: str | None = None
+    link: str | None = None
     attachments_line: int | None = None  # where to point when an attachment file is missing
 
 
@@ -177,6 +190,9 @@ def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
         attachments=check.attachments(),
         draft=check.flag("draft"),
         correction=check.text("correction", limit=_MAX_SUMMARY, multiline=True),
+        contacts=check.contacts(),
+        doi=check.doi(),
+        link=check.link(),
         attachments_line=doc.lines.get("attachments"),
     )
 
@@ -296,6 +312,91 @@ class _Checker:
                     "put the file in the same folder as the release",
                 )
         return tuple(dict.fromkeys(value))
+
+    def contacts(self) -> tuple[Contact, ...]:
+        """Press contacts: a list of mappings with a name and any of role, email and phone."""
+        value = self._get("contacts", False)
+        if value is None:
+            return ()
+        example = "e.g. contacts: [{name: Jane Doe, email: press@example.org, phone: +33 1 23 45 67 89}]"
+        if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+            raise self.error("contacts", "'contacts' must be a list of name/email/phone mappings", example)
+        if len(value) > _MAX_CONTACTS:
+            raise self.error(
+                "contacts", f"'contacts' lists {len(value)} people; the limit is {_MAX_CONTACTS}"
+            )
+        return tuple(self._contact(item, example) for item in value)
+
+    def _contact(self, item: dict[Any, Any], example: str) -> Contact:
+        unknown = [str(k) for k in item if k not in _CONTACT_KEYS]
+        if unknown:
+            raise self.error(
+                "contacts", f"unknown contact key {unknown[0]!r}", "known: " + ", ".join(_CONTACT_KEYS)
+            )
+        fields: dict[str, str | None] = {}
+        for key in _CONTACT_KEYS:
+            raw = item.get(key)
+            text = None if raw is None else unicodedata.normalize("NFC", str(raw)).strip()
+            if text and (len(text) > 200 or any(unicodedata.category(c) == "Cc" for c in text)):
+                raise self.error(
+                    "contacts", f"contact {key} {text[:60]!r} is too long or has control characters"
+                )
+            fields[key] = text or None
+        if fields["name"] is None:
+            raise self.error("contacts", "every contact needs a 'name'", example)
+        if fields["email"] is not None:
+            try:
+                fields["email"] = normalise_address(fields["email"])
+            except InvalidAddress as exc:
+                raise self.error(
+                    "contacts", f"contact email {fields['email'][:80]!r} is not valid: {exc}"
+                ) from None
+        if fields["phone"] is not None and not _PHONE.fullmatch(fields["phone"]):
+            raise self.error(
+                "contacts",
+                f"contact phone {fields['phone'][:40]!r} is not a phone number",
+                "e.g. +33 1 23 45 67 89",
+            )
+        return Contact(name=fields["name"], role=fields["role"], email=fields["email"], phone=fields["phone"])
+
+    def doi(self) -> str | None:
+        """A DOI such as 10.1234/abcd (a https://doi.org/ prefix is removed)."""
+        value = self._get("doi", False)
+        if value is None:
+            return None
+        text = str(value).strip()
+        for prefix in (
+            "https://doi.org/",
+            "http://doi.org/",
+            "http://dx.doi.org/",
+            "https://dx.doi.org/",
+            "doi:",
+        ):
+            text = text.removeprefix(prefix)
+        if not _DOI.fullmatch(text):
+            raise self.error("doi", f"'doi' must be a DOI such as 10.1234/abcd; got {str(value)[:60]!r}")
+        return text
+
+    def link(self) -> str | None:
+        """An absolute http(s) URL."""
+        value = self._get("link", False)
+        if value is None:
+            return None
+        text = str(value).strip()
+        parts = urlsplit(text) if isinstance(value, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or len(text) > 2000
+            or any(c.isspace() or unicodedata.category(c) == "Cc" for c in text)
+        ):
+            raise self.error(
+                "link",
+                f"'link' must be an http(s) address; got {text[:60]!r}",
+                "e.g. https://example.org/paper",
+            )
+        return text
 
     def flag(self, key: str) -> bool:
         """A true/false value."""

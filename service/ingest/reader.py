@@ -156,6 +156,9 @@ def read_release(
         attachments=_attachments(folder, path, raw, kind, meta, companions),
         draft=meta.draft,
         correction=meta.correction,
+        contacts=meta.contacts,
+        doi=meta.doi,
+        link=meta.link,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from service.models import Release, ReleasePage
+from service.models import Contact, Release, ReleasePage
 from service.render.content import reader_body
 from service.render.environment import isodate
 from service.render.site import FeedKind, Site
@@ -72,7 +72,7 @@ def news_article(site: Site, release: Release) -> dict[str, Any]:
     # A named author on the release is taken to be a person (a spokesperson); the fallback is
     # the press office itself, which is an organisation.
     author_type = "Person" if article.author else "Organization"
-    return {
+    data: dict[str, Any] = {
         "@context": "https://schema.org",
         "@type": "NewsArticle",
         "headline": article.title,
@@ -86,6 +86,26 @@ def news_article(site: Site, release: Release) -> dict[str, Any]:
         "mainEntityOfPage": {"@type": "WebPage", "@id": url},
         "keywords": list(article.topics),
     }
+    if article.contacts:
+        publisher = data["publisher"]
+        publisher["contactPoint"] = [_contact_point(person) for person in article.contacts]
+    cited: list[Any] = []  # the paper a release announces, and where to read more
+    if article.doi:
+        doi_url = f"https://doi.org/{article.doi}"
+        cited.append({"@type": "ScholarlyArticle", "@id": doi_url, "identifier": f"doi:{article.doi}"})
+    if article.link:
+        cited.append(article.link)
+    if cited:
+        data["citation"] = cited
+    return data
+
+
+def _contact_point(person: Contact) -> dict[str, str]:
+    point = {"@type": "ContactPoint", "contactType": "press", "name": person.name}
+    for key, value in (("description", person.role), ("email", person.email), ("telephone", person.phone)):
+        if value:
+            point[key] = value
+    return point
 
 
 def script_json(data: Mapping[str, Any]) -> Markup:

@@ -21,6 +21,8 @@ _EN: Final = {
     "correction_subject": "Correction: {title}",
     "correction_intro": "A release you received has been corrected.",
     "published": "Published",
+    "contacts": "Press contacts",
+    "further": "Further information",
 }
 
 _FR: Final = {
@@ -39,6 +41,8 @@ _FR: Final = {
     "correction_subject": "Rectificatif : {title}",
     "correction_intro": "Un communiqué que vous avez reçu a été rectifié.",
     "published": "Publié le",
+    "contacts": "Contacts presse",
+    "further": "En savoir plus",
 }
 
 _LANGUAGES: Final = {"en": MappingProxyType(_EN), "fr": MappingProxyType(_FR)}

@@ -14,7 +14,7 @@ from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import DuplicateIdError
-from service.models import Announcement, Attachment, Release, ReleasePage, ReleaseState, SiteVersion
+from service.models import Announcement, Attachment, Contact, Release, ReleasePage, ReleaseState, SiteVersion
 from service.store.database import Database
 from service.store.schema import release_topics, releases, site_state
 
@@ -41,9 +41,16 @@ class UpsertResult:
 
 
 def content_hash(announcement: Announcement) -> str:
-    """Hash of everything readers see; the file name is not content, so a rename is not an edit."""
-    fields = asdict(announcement)
-    fields.pop("source")
+    """Hash of everything readers see; the file name is not content, so a rename is not an edit.
+
+    Fields left at their default are not hashed, so that a new optional field does not make every
+    stored release look edited after an upgrade.
+    """
+    fields = {
+        name: value
+        for name, value in asdict(announcement).items()
+        if name != "source" and value not in (None, (), [], False)
+    }
     blob = json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -61,6 +68,9 @@ def _row_values(ann: Announcement, digest: str) -> dict[str, Any]:
         "date": ann.date,
         "publish_at": ann.publish_at,
         "correction": ann.correction,
+        "contacts": [asdict(c) for c in ann.contacts] or None,
+        "doi": ann.doi,
+        "link": ann.link,
         "content_hash": digest,
     }
 
@@ -80,6 +90,9 @@ def _to_release(row: Row[Any]) -> Release:
         publish_at=m["publish_at"],
         attachments=tuple(Attachment(**a) for a in m["attachments"]),
         correction=m["correction"],
+        contacts=tuple(Contact(**c) for c in m["contacts"] or ()),
+        doi=m["doi"],
+        link=m["link"],
     )
     return Release(
         announcement=announcement,

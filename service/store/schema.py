@@ -78,6 +78,10 @@ releases = Table(
     Column("published_at", UTCDateTime),
     Column("withdrawn_at", UTCDateTime),
     Column("fanout_at", UTCDateTime),  # when bulletins were queued; NULL: still to do
+    Column("contacts", JSON),  # NULL: none
+    Column("doi", String(256)),
+    Column("link", String(2000)),
+    Column("held_at", UTCDateTime),  # when a missed embargo put it on hold for an operator
     Column("correction", Text),
     Column("corrected_at", UTCDateTime),
     Column("correction_fanout_at", UTCDateTime),  # when notices for the current correction were queued

@@ -13,7 +13,7 @@ import pytest
 from service.errors import AnnouncementError
 from service.ingest.options import IngestOptions
 from service.ingest.reader import read_release
-from service.models import Announcement, Attachment
+from service.models import Announcement, Attachment, Contact
 from tests.conftest import release_text
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -25,7 +25,8 @@ DATE_EXAMPLES = "2020-02-12 or 2020-02-12T09:00:00+01:00"
 DATE_HINT = "use ISO 8601, e.g. " + DATE_EXAMPLES
 NAIVE_HINT = "add an offset such as +01:00 or Z, or give a date alone"
 KNOWN_KEYS = (
-    "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft, correction"
+    "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft, correction, "
+    "contacts, doi, link"
 )
 
 
@@ -738,3 +739,69 @@ def test_norwegian_language_tag(tmp_path: Path) -> None:
 def test_title_with_a_unicode_line_separator_is_refused(tmp_path: Path, escape: str) -> None:
     error = refused(tmp_path, doc(f'title: "One{escape}two"', DATE))
     assert (error.reason, error.line) == ("'title' must be a single line", 2)
+
+
+# ---- contacts, doi and link ----------------------------------------------------------------------
+
+
+def test_contacts_doi_and_link(tmp_path: Path) -> None:
+    ann = read(
+        tmp_path,
+        doc(
+            TITLE,
+            DATE,
+            "contacts:",
+            "  - {name: Jane Doe, role: Press officer, email: Press@Example.ORG, phone: +33 1 23 45 67 89}",
+            "  - name: Paul Martin",
+            "doi: https://doi.org/10.1234/ABC.5678",
+            "link: https://example.org/paper?id=1&lang=en",
+        ),
+    )
+    assert ann.contacts == (
+        Contact("Jane Doe", "Press officer", "press@example.org", "+33 1 23 45 67 89"),
+        Contact("Paul Martin"),
+    )
+    assert (ann.doi, ann.link) == ("10.1234/ABC.5678", "https://example.org/paper?id=1&lang=en")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("contacts: Jane Doe", "'contacts' must be a list of name/email/phone mappings"),
+        ("contacts: [{email: a@example.org}]", "every contact needs a 'name'"),
+        ("contacts: [{name: A, mail: a@example.org}]", "unknown contact key 'mail'"),
+        ("contacts: [{name: A, phone: call me}]", "contact phone 'call me' is not a phone number"),
+        ('contacts: [{name: "A\\nB"}]', "contact name 'A\\nB' is too long or has control characters"),
+        ("doi: 11.1234/x", "'doi' must be a DOI such as 10.1234/abcd; got '11.1234/x'"),
+        ("link: javascript:alert(1)", "'link' must be an http(s) address; got 'javascript:alert(1)'"),
+        ("link: https://exa mple.org", "'link' must be an http(s) address; got 'https://exa mple.org'"),
+        ("link: /relative/path", "'link' must be an http(s) address; got '/relative/path'"),
+    ],
+    ids=[
+        "not-a-list",
+        "no-name",
+        "unknown-key",
+        "phone",
+        "newline",
+        "doi",
+        "javascript",
+        "space",
+        "relative",
+    ],
+)
+def test_bad_contacts_doi_and_link(tmp_path: Path, line: str, reason: str) -> None:
+    assert field_error(tmp_path, TITLE, DATE, line)[:2] == (reason, 4)
+
+
+def test_a_bad_contact_email_says_why(tmp_path: Path) -> None:
+    reason, line, _ = field_error(tmp_path, TITLE, DATE, "contacts: [{name: A, email: not-an-address}]")
+    assert reason.startswith("contact email 'not-an-address' is not valid: ")
+    assert line == 4
+
+
+def test_at_most_ten_contacts(tmp_path: Path) -> None:
+    people = ", ".join(f"{{name: P{i}}}" for i in range(11))
+    assert field_error(tmp_path, TITLE, DATE, f"contacts: [{people}]")[:2] == (
+        "'contacts' lists 11 people; the limit is 10",
+        4,
+    )

@@ -14,7 +14,7 @@ import pytest
 
 from service.ingest.options import IngestOptions
 from service.ingest.reader import read_release
-from service.models import Release, ReleaseState
+from service.models import Contact, Release, ReleaseState
 from service.render.bulletin import MailRenderer, Personal, Sender
 from service.render.environment import make_environment
 from service.render.site import Site
@@ -42,11 +42,12 @@ READER = Personal(
 )
 
 
-def sample(**changes: str) -> Release:
+def sample(**changes: object) -> Release:
     folder = REPO / "announcements"
     path = folder / "2020-02-12-carnot-label.md"
     ann = replace(
-        read_release(folder, path, path.read_bytes(), IngestOptions(ZoneInfo("Europe/Paris"))), **changes
+        read_release(folder, path, path.read_bytes(), IngestOptions(ZoneInfo("Europe/Paris"))),
+        **changes,  # type: ignore[arg-type]
     )
     return Release(
         ann, "tag:press.example.org,2020-02-12:carnot", 1, ReleaseState.PUBLISHED, "h", ann.date, ann.date
@@ -163,3 +164,24 @@ def test_hostile_release_text_is_escaped_in_html(renderer: MailRenderer) -> None
     assert html is not None
     assert "<script>" not in html.get_content()
     assert "&lt;script&gt;x&lt;/script&gt;" in html.get_content()
+
+
+def test_contacts_doi_and_link_in_both_parts(renderer: MailRenderer) -> None:
+    release = sample(
+        contacts=(Contact("Jane Doe", "Press officer", "press@example.org", "+33 1 23 45 67 89"),),
+        doi="10.1234/carnot",
+        link="https://example.org/carnot?x=1&y=2",
+    )
+    message = parse(renderer.bulletin(release, NOW).personalise(READER))
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None
+    assert html is not None
+    plain = text.get_content().replace("\r\n", "\n")
+    assert "DOI: https://doi.org/10.1234/carnot\n" in plain
+    assert "Further information: https://example.org/carnot?x=1&y=2\n" in plain
+    assert "Press contacts:\n- Jane Doe, Press officer, press@example.org, +33 1 23 45 67 89\n" in plain
+    markup = html.get_content()
+    assert '<a href="mailto:press@example.org"' in markup
+    assert 'href="https://example.org/carnot?x=1&amp;y=2"' in markup
+    assert "Press contacts</h2>" in markup

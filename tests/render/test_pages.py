@@ -15,7 +15,7 @@ import pytest
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from service.models import Announcement, Attachment, Release, ReleasePage, ReleaseState
+from service.models import Announcement, Attachment, Contact, Release, ReleasePage, ReleaseState
 from service.render.environment import isodate, localdate, make_environment
 from service.render.pages import PageRenderer
 from service.render.site import FeedKind, Site
@@ -62,6 +62,9 @@ def make_release(
     attachments: tuple[Attachment, ...] = (),
     version: int = 1,
     updated: datetime | None = None,
+    contacts: tuple[Contact, ...] = (),
+    doi: str | None = None,
+    link: str | None = None,
 ) -> Release:
     announcement = Announcement(
         id=release_id,
@@ -74,6 +77,9 @@ def make_release(
         topics=topics,
         author=author,
         attachments=attachments,
+        contacts=contacts,
+        doi=doi,
+        link=link,
     )
     return Release(
         announcement=announcement,
@@ -466,3 +472,47 @@ def test_every_page_has_landmarks_and_one_h1(renderer: PageRenderer, kind: str) 
         assert parsed.find(landmark)
     assert parsed.find("meta", charset="utf-8")
     assert parsed.find("meta", name="viewport")
+
+
+def test_permalink_contacts_doi_and_link(renderer: PageRenderer) -> None:
+    contacts = (
+        Contact("Jane Doe", "Press officer", "press@example.org", "+33 1 23 45 67 89"),
+        Contact("Paul"),
+    )
+    html = renderer.announcement(
+        make_release(contacts=contacts, doi="10.1234/abc<5>", link="https://example.org/more?a=1&b=2")
+    )
+    section = re.search(r'<section class="contacts".*?</section>', html, re.S)
+    assert section is not None
+    assert re.sub(r"<[^>]+>", "", section.group()).split() == (
+        "Press contacts Jane Doe, Press officer · press@example.org · +33 1 23 45 67 89 Paul".split()
+    )
+    hrefs = parse(html).hrefs()
+    assert "mailto:press@example.org" in hrefs
+    assert "tel:+33123456789" in hrefs
+    assert "https://doi.org/10.1234/abc%3C5%3E" in hrefs
+    assert "https://example.org/more?a=1&b=2" in hrefs
+    data = json_ld(html)
+    assert data["publisher"] == {
+        "@type": "Organization",
+        "name": "Ministry of Examples Press Office",
+        "contactPoint": [
+            {
+                "@type": "ContactPoint",
+                "contactType": "press",
+                "name": "Jane Doe",
+                "description": "Press officer",
+                "email": "press@example.org",
+                "telephone": "+33 1 23 45 67 89",
+            },
+            {"@type": "ContactPoint", "contactType": "press", "name": "Paul"},
+        ],
+    }
+    assert data["citation"] == [
+        {
+            "@type": "ScholarlyArticle",
+            "@id": "https://doi.org/10.1234/abc<5>",
+            "identifier": "doi:10.1234/abc<5>",
+        },
+        "https://example.org/more?a=1&b=2",
+    ]
