@@ -1,4 +1,4 @@
-"""The `announce` command line: run, check, build, status, migrate."""
+"""The `announce` command line: run, check, build, status, release, migrate."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", parents=[common], help="write the feeds and archive as static files")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     commands.add_parser("status", parents=[common], help="counts, last scan, refused files, deliveries")
+    release = commands.add_parser(
+        "release", parents=[common], help="publish and mail a release held after a missed embargo"
+    )
+    release.add_argument("release_id", metavar="ID", help="the held release's id (see `announce status`)")
     cli_mail.add_parsers(commands, common)
     cli_subscribers.add_parser(commands, common)
     commands.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
@@ -189,6 +193,7 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
         counts = await parts.releases.counts()
         last = await parts.sources.last_scan()
         problems = await parts.sources.problems()
+        held = await parts.releases.held()
         audience = await parts.subscribers.counts()
         deliveries = await parts.ledger.progress()
     finally:
@@ -204,12 +209,34 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
     for problem in problems:
         line = f":{problem.line}" if problem.line else ""
         print(f"refused: {problem.source}{line}: {problem.reason}")
+    for release_id, publish_at, held_at in held:
+        print(
+            f"held: {release_id}: embargo {publish_at.astimezone(settings.tz).isoformat(timespec='minutes')} "
+            f"missed (held {held_at.astimezone(settings.tz).isoformat(timespec='minutes')}); "
+            f"publish it with: announce release {release_id}"
+        )
     print("subscribers: " + ", ".join(f"{state.value} {n}" for state, n in audience.items()))
     cli_mail.print_delivery_status(deliveries)
     return 0
 
 
+async def _release(settings: Settings, args: argparse.Namespace) -> int:
+    parts = build(settings)
+    try:
+        await parts.database.migrate()
+        release = await jobs.release_held(parts.jobs, args.release_id)
+        held = [release_id for release_id, _, _ in await parts.releases.held()]
+    finally:
+        await parts.close()
+    if release is None:
+        waiting = ", ".join(held) or "none"
+        print(f"announce: {args.release_id!r} is not a held release (held: {waiting})", file=sys.stderr)
+        return 1
+    print(f"published {release.id}; its bulletins are queued for the running service to send")
+    return 0
+
+
 _COMMANDS = {
-    "run": _run, "build": _build, "status": _status, "migrate": _migrate,
+    "run": _run, "build": _build, "status": _status, "migrate": _migrate, "release": _release,
     "preview": cli_mail.run, "send": cli_mail.run, "subscribers": cli_subscribers.run,
 }  # fmt: skip

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A file is read only once it was last modified at least this long ago.",
     )
+    embargo_grace_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A release whose embargo passed longer ago than this while the service was down is "
+        "held for an operator (announce release ID) instead of being published and mailed late.",
+    )
     max_file_bytes: int = Field(5_000_000, ge=1, description="Release files larger than this are refused.")
     max_pages: int = Field(100, ge=1, description="PDF releases with more pages are refused.")
     extract_seconds: float = Field(

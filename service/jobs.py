@@ -61,6 +61,7 @@ class JobContext:
     ledger: Ledger | None = None  # None: feeds only, no mail
     fan_out: FanOutPolicy = field(default_factory=FanOutPolicy)
     on_queued: Callable[[], None] = lambda: None  # wakes the dispatcher
+    embargo_grace: timedelta = timedelta(minutes=30)  # later than this, a missed embargo is held
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -85,6 +86,7 @@ async def scan(ctx: JobContext) -> ScanReport:
         scan = _Pass(ctx, files, known)
         await scan.ingest()
         await scan.withdraw()
+        await _hold_missed(ctx)
         published = await ctx.releases.publish_due(ctx.clock.now())
         report = scan.report(published, time.perf_counter() - started)
         await _after_scan(ctx, report, scan.topics | {t for r in published for t in r.announcement.topics})
@@ -94,6 +96,7 @@ async def scan(ctx: JobContext) -> ScanReport:
 
 async def publish_due(ctx: JobContext) -> list[Release]:
     """Publish releases whose embargo has passed (the embargo job and the scan both call this)."""
+    await _hold_missed(ctx)
     published = await ctx.releases.publish_due(ctx.clock.now())
     for release in published:
         log.info("published", extra={"release": release.id, "version": release.version})
@@ -102,6 +105,31 @@ async def publish_due(ctx: JobContext) -> list[Release]:
         await _notify(ctx, {t for r in published for t in r.announcement.topics})
     await fan_out(ctx)
     return published
+
+
+async def release_held(ctx: JobContext, release_id: str) -> Release | None:
+    """Publish and mail a held release now (`announce release ID`); None if it is not held."""
+    release = await ctx.releases.release_held(release_id, ctx.clock.now())
+    if release is None:
+        return None
+    log.info("held release released", extra={"release": release.id, "version": release.version})
+    await _refresh_counts(ctx)
+    await _notify(ctx, release.announcement.topics)
+    await fan_out(ctx)
+    return release
+
+
+async def _hold_missed(ctx: JobContext) -> None:
+    held = await ctx.releases.hold_missed(ctx.clock.now(), ctx.embargo_grace)
+    for release_id in held:
+        # An operator decides whether a release that is late by more than the grace still goes out.
+        log.warning(
+            "embargo missed: release held; publish it with `announce release %s`",
+            release_id,
+            extra={"release": release_id, "grace_minutes": ctx.embargo_grace.total_seconds() / 60},
+        )
+    if held:
+        await _refresh_counts(ctx)
 
 
 DIGEST_PERIODS = {Frequency.DAILY: timedelta(days=1), Frequency.WEEKLY: timedelta(days=7)}

@@ -55,6 +55,7 @@ class ReleaseState(enum.StrEnum):
 
     SCHEDULED = "scheduled"  # stored, embargoed until publish_at
     PUBLISHED = "published"  # visible on feeds and pages
+    HELD = "held"  # its embargo passed while the service was down: waits for `announce release ID`
     WITHDRAWN = "withdrawn"  # its file was deleted (or made a draft again)
 
 

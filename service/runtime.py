@@ -145,6 +145,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
         horizon=timedelta(hours=settings.retry_horizon_hours),
     )
     ctx.on_queued = audience.wake_dispatcher = dispatcher.wake
+    ctx.embargo_grace = timedelta(minutes=settings.embargo_grace_minutes)
     return Components(
         settings, database, releases, sources, metrics, views, ctx,
         subscribers, ledger, audience, tokens, site, templates, mailer, dispatcher,

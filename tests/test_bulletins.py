@@ -157,6 +157,20 @@ async def test_embargoed_release_is_mailed_only_at_its_time(
     assert recipients(server) == ["reader@example.com"]
 
 
+async def test_a_held_release_is_mailed_only_when_an_operator_releases_it(
+    mail: Components, server: SmtpServer, clock: FakeClock
+) -> None:
+    await subscriber(mail, "reader@example.com")
+    await publish(mail, publish_at=(START + timedelta(minutes=10)).isoformat())
+    clock.advance(hours=5)  # down through the embargo and the grace: held, not mailed late
+    await jobs.scan(mail.jobs)
+    await mail.dispatcher.drain()
+    assert server.messages == []
+    assert await jobs.release_held(mail.jobs, "news") is not None
+    await mail.dispatcher.drain()
+    assert recipients(server) == ["reader@example.com"]
+
+
 async def test_an_archive_release_is_published_but_not_mailed(mail: Components, server: SmtpServer) -> None:
     await subscriber(mail, "reader@example.com")
     Inbox(mail.settings.announcements_dir).release("old.md", date="2020-02-12")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -128,7 +130,7 @@ def test_status_shows_counts_last_scan_and_refused_files(
     capsys.readouterr()
     assert main(["status", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "releases: scheduled 0, published 1, withdrawn 0" in out
+    assert "releases: scheduled 0, published 1, held 0, withdrawn 0" in out
     assert "(2 files, 1 refused," in out
     assert "refused: bad.md:" in out
 
@@ -186,3 +188,30 @@ def test_check_shows_what_was_extracted_from_a_plain_text_release(
     assert "dateline='Paris, February 12th 2020'" in out
     assert "sections='The Carnot label'" in out
     assert "title='The Carnot Institutes Télécom & Société Numérique and M.I.N.E.S" in out
+
+
+def test_a_held_release_is_listed_by_status_and_published_by_release(
+    tmp_path: Path, inbox: Inbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, embargo_grace_minutes=0.001)  # 60 ms: held as soon as it is late
+    embargo = datetime.now(UTC) + timedelta(seconds=1)
+    inbox.release("later.md", publish_at=embargo.isoformat())
+    site = ["build", "--config", str(config), "--out", str(tmp_path / "site")]
+    assert main(site) == 0  # stored while scheduled
+    deadline = time.monotonic() + 10
+    while datetime.now(UTC) < embargo + timedelta(seconds=0.2) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the service is "down" past the embargo and the grace
+    assert main(site) == 0
+    capsys.readouterr()
+    assert main(["release", "--config", str(config), "elsewhere"]) == 1
+    assert "'elsewhere' is not a held release (held: later)" in capsys.readouterr().err
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "releases: scheduled 0, published 0, held 1, withdrawn 0" in out
+    assert "held: later: embargo " in out
+    assert "publish it with: announce release later" in out
+    assert main(["release", "--config", str(config), "later"]) == 0
+    assert "published later;" in capsys.readouterr().out
+    assert main(["status", "--config", str(config)]) == 0
+    assert "releases: scheduled 0, published 1, held 0, withdrawn 0" in capsys.readouterr().out
+    assert main(["release", "--config", str(config), "later"]) == 1

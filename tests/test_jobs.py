@@ -248,13 +248,62 @@ async def test_embargo_publishes_on_time(parts: Components, inbox: Inbox, clock:
     assert await visible_ids(parts) == ["later"]
 
 
-async def test_a_missed_embargo_is_published_by_the_next_scan(
+async def test_an_embargo_missed_within_the_grace_is_published_by_the_next_scan(
     parts: Components, inbox: Inbox, clock: FakeClock
 ) -> None:
     inbox.release("later.md", publish_at=(START + timedelta(minutes=5)).isoformat())
     await scan(parts)
-    clock.advance(hours=3)  # the service was down at the embargo time
+    clock.advance(minutes=5 + 29)  # down at the embargo time, back within the 30-minute grace
     assert (await scan(parts)).published == ("later",)
+
+
+async def test_an_embargo_missed_by_more_than_the_grace_is_held_for_an_operator(
+    parts: Components, inbox: Inbox, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    embargo = START + timedelta(minutes=5)
+    inbox.release("later.md", publish_at=embargo.isoformat(), topics=["research"])
+    await scan(parts)
+    clock.advance(hours=3)  # the service was down at the embargo time, for longer than the grace
+    report = await scan(parts)
+    assert report.published == ()
+    assert await visible_ids(parts) == []
+    assert await parts.releases.held() == [("later", embargo, clock.now())]
+    assert "embargo missed: release held; publish it with `announce release later`" in caplog.text
+    inbox.release("later.md", publish_at=embargo.isoformat(), topics=["research"], body="Edited.")
+    await scan(parts)  # an edit does not release it either
+    assert (await parts.releases.counts())[ReleaseState.HELD] == 1
+    clock.advance(minutes=10)
+    released = await jobs.release_held(parts.jobs, "later")
+    assert released is not None
+    assert (released.state, released.published_at) == (ReleaseState.PUBLISHED, clock.now())
+    assert await visible_ids(parts) == ["later"]
+    assert await parts.releases.held() == []
+    assert await jobs.release_held(parts.jobs, "later") is None  # only once
+
+
+async def test_a_held_release_moved_to_a_new_embargo_is_scheduled_again(
+    parts: Components, inbox: Inbox, clock: FakeClock
+) -> None:
+    inbox.release("later.md", publish_at=(START + timedelta(minutes=5)).isoformat())
+    await scan(parts)
+    clock.advance(hours=3)
+    await scan(parts)
+    new_embargo = clock.now() + timedelta(hours=1)
+    inbox.release("later.md", publish_at=new_embargo.isoformat())
+    await scan(parts)
+    assert (await parts.releases.counts())[ReleaseState.HELD] == 0
+    assert await parts.releases.embargoes() == [("later", new_embargo)]
+    clock.set(new_embargo)
+    assert [r.id for r in await jobs.publish_due(parts.jobs)] == ["later"]
+
+
+async def test_a_release_dropped_after_its_embargo_is_published_at_once(
+    parts: Components, inbox: Inbox
+) -> None:
+    inbox.release("late.md", publish_at=(START - timedelta(days=2)).isoformat())
+    assert (await scan(parts)).created == ("late",)
+    assert await visible_ids(parts) == ["late"]
+    assert await parts.releases.held() == []
 
 
 async def test_metrics_follow_the_store(parts: Components, inbox: Inbox) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -261,14 +262,53 @@ class _Checker:
         return value
 
     def _parse_moment(self, key: str, text: str) -> date | datetime:
+        # "2026-03-29T10:00 Europe/Paris": a local time in a named zone, checked against its DST changes.
+        local, _, zone_name = text.rpartition(" ")
+        if not zone_name[:1].isalpha():  # no zone: "2020-02-12 10:00:00" is ISO 8601 with a space
+            local, zone_name = text, ""
         try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+            value = date.fromisoformat(local) if len(local) == 10 else datetime.fromisoformat(local)
         except ValueError:
             raise self.error(
                 key,
                 f"{key!r} is not a valid date: {text[:40]!r}",
-                "use ISO 8601, e.g. 2020-02-12 or 2020-02-12T09:00:00+01:00",
+                "use ISO 8601, e.g. 2020-02-12 or 2020-02-12T09:00:00+01:00 or 2020-02-12T09:00 Europe/Paris",
             ) from None
+        if not zone_name:
+            return value
+        if not isinstance(value, datetime) or value.tzinfo is not None:
+            raise self.error(
+                key, f"{key!r} gives a zone name after a date alone or after an offset: {text[:60]!r}"
+            )
+        return self._in_zone(key, value, zone_name.strip())
+
+    def _in_zone(self, key: str, local: datetime, zone_name: str) -> datetime:
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(
+                key,
+                f"{key!r} names an unknown time zone {zone_name[:40]!r}",
+                "use an IANA name such as Europe/Paris",
+            ) from None
+        # A wall-clock time a DST change skips (or repeats) has no single meaning: refuse, never guess.
+        moments = {local.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)}
+        exists = any(m.astimezone(zone).replace(tzinfo=None) == local for m in moments)
+        written = f"{local.isoformat(timespec='minutes')} {zone_name}"
+        if not exists:
+            raise self.error(
+                key,
+                f"{key!r} {written} does not exist: the clocks skip that hour (daylight saving time)",
+                "choose a time outside the change, or give an offset such as +01:00",
+            )
+        if len(moments) > 1:
+            first, second = (local.replace(tzinfo=zone, fold=fold).isoformat()[-6:] for fold in (0, 1))
+            raise self.error(
+                key,
+                f"{key!r} {written} happens twice: the clocks go back that hour (daylight saving time)",
+                f"give an offset instead: {first} for the first time, {second} for the second",
+            )
+        return local.replace(tzinfo=zone)
 
     def pattern(self, key: str, regex: re.Pattern[str], what: str) -> str | None:
         """A short identifier matching `regex`."""

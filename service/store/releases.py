@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, insert, select, update
@@ -192,7 +192,11 @@ class Releases:
             await conn.execute(update(releases).where(releases.c.id == ann.id).values(source=ann.source))
             return UpsertResult(Change.MOVED, ann.id, version, state)
         values: dict[str, Any] = {"source": ann.source, "withdrawn_at": None}
-        if state is not ReleaseState.PUBLISHED:
+        if state is ReleaseState.HELD:
+            # Only the operator releases a held release; moving its embargo into the future reschedules it.
+            if ann.publish_at is not None and ann.publish_at > now:
+                state, values["held_at"] = ReleaseState.SCHEDULED, None
+        elif state is not ReleaseState.PUBLISHED:
             # Not visible: the embargo (or the file's return) decides; once out, a release stays out.
             state = _visible_state(ann.publish_at, now)
             if state is ReleaseState.PUBLISHED and m["published_at"] is None:
@@ -246,6 +250,48 @@ class Releases:
                 select(releases.c.id, releases.c.source).where(releases.c.state != ReleaseState.WITHDRAWN)
             )
             return {r.id: r.source for r in rows}
+
+    async def hold_missed(self, now: datetime, grace: timedelta) -> list[str]:
+        """Hold scheduled releases whose embargo passed more than `grace` ago (the service was down).
+
+        Only releases stored before their embargo are held: one dropped late was never scheduled.
+        """
+        async with self._db.engine.begin() as conn:
+            result = await conn.execute(
+                update(releases)
+                .where(
+                    releases.c.state == ReleaseState.SCHEDULED,
+                    releases.c.publish_at < now - grace,
+                    releases.c.created_at < releases.c.publish_at,
+                )
+                .values(state=ReleaseState.HELD, held_at=now)
+                .returning(releases.c.id)
+            )
+            return sorted(result.scalars())
+
+    async def release_held(self, release_id: str, now: datetime) -> Release | None:
+        """Publish a held release now (the operator's decision); None if it is not held."""
+        async with self._db.engine.begin() as conn:
+            result = await conn.execute(
+                update(releases)
+                .where(releases.c.id == release_id, releases.c.state == ReleaseState.HELD)
+                .values(state=ReleaseState.PUBLISHED, published_at=now)
+            )
+            if not result.rowcount:
+                return None
+            await _bump_revision(conn, now)
+            row = (await conn.execute(select(releases).where(releases.c.id == release_id))).one()
+            return _to_release(row)
+
+    async def held(self) -> list[tuple[str, datetime, datetime]]:
+        """(id, publish_at, held_at) of every held release, oldest embargo first."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(releases.c.id, releases.c.publish_at, releases.c.held_at)
+                .where(releases.c.state == ReleaseState.HELD)
+                .order_by(releases.c.publish_at)
+            )
+            return [(r.id, r.publish_at, r.held_at) for r in rows]
 
     async def publish_due(self, now: datetime) -> list[Release]:
         """Publish every scheduled release whose embargo has passed; returns those this call published."""

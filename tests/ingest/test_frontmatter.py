@@ -22,7 +22,7 @@ TITLE = "title: Carnot label renewed"  # front matter line 2 when first
 DATE = "date: 2020-02-12"  # front matter line 3 when second
 ID_HINT = "lowercase letters, digits, '-' and '_', e.g. 2020-02-carnot"
 DATE_EXAMPLES = "2020-02-12 or 2020-02-12T09:00:00+01:00"
-DATE_HINT = "use ISO 8601, e.g. " + DATE_EXAMPLES
+DATE_HINT = "use ISO 8601, e.g. " + DATE_EXAMPLES + " or 2020-02-12T09:00 Europe/Paris"
 NAIVE_HINT = "add an offset such as +01:00 or Z, or give a date alone"
 KNOWN_KEYS = (
     "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft, correction, "
@@ -805,3 +805,59 @@ def test_at_most_ten_contacts(tmp_path: Path) -> None:
         "'contacts' lists 11 people; the limit is 10",
         4,
     )
+
+
+# ---- times in named zones ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-29T10:00 Europe/Paris", "2026-03-29T08:00:00+00:00"),  # summer time began that night
+        ("2026-10-25T03:30 Europe/Paris", "2026-10-25T02:30:00+00:00"),  # just after the change back
+        ("2026-03-29T10:00:00 UTC", "2026-03-29T10:00:00+00:00"),
+        ("2026-07-01T09:00 America/New_York", "2026-07-01T13:00:00+00:00"),
+    ],
+)
+def test_publish_at_in_a_named_zone(tmp_path: Path, value: str, expected: str) -> None:
+    ann = read(tmp_path, doc(TITLE, DATE, f"publish_at: {value}"))
+    assert ann.publish_at is not None
+    assert ann.publish_at.astimezone(UTC).isoformat() == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "hint"),
+    [
+        (
+            "2026-03-29T02:30 Europe/Paris",
+            "'publish_at' 2026-03-29T02:30 Europe/Paris does not exist: "
+            "the clocks skip that hour (daylight saving time)",
+            "choose a time outside the change, or give an offset such as +01:00",
+        ),
+        (
+            "2026-10-25T02:30 Europe/Paris",
+            "'publish_at' 2026-10-25T02:30 Europe/Paris happens twice: "
+            "the clocks go back that hour (daylight saving time)",
+            "give an offset instead: +02:00 for the first time, +01:00 for the second",
+        ),
+        (
+            "2026-03-29T10:00 Europe/Atlantis",
+            "'publish_at' names an unknown time zone 'Europe/Atlantis'",
+            "use an IANA name such as Europe/Paris",
+        ),
+        (
+            "2026-03-29T10:00 Europe/../../etc/passwd",
+            "'publish_at' names an unknown time zone 'Europe/../../etc/passwd'",
+            "use an IANA name such as Europe/Paris",
+        ),
+        (
+            "2026-03-29T10:00+01:00 Europe/Paris",
+            "'publish_at' gives a zone name after a date alone or after an offset: "
+            "'2026-03-29T10:00+01:00 Europe/Paris'",
+            "",
+        ),
+    ],
+    ids=["dst-gap", "dst-fold", "unknown-zone", "path-as-zone", "offset-and-zone"],
+)
+def test_publish_at_in_a_named_zone_is_never_guessed(tmp_path: Path, value: str, reason: str, hint: str) -> None:
+    assert field_error(tmp_path, TITLE, DATE, f"publish_at: {value}") == (reason, 4, hint)
