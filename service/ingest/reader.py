@@ -112,6 +112,17 @@ def _decode_as(raw: bytes, skip: int, encoding: str, name: str, source: str) -> 
         ) from None
 
 
+_CONTENT_TYPES = {
+    ".pdf": "application/pdf", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+    ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml", ".txt": "text/plain",
+    ".md": "text/markdown", ".html": "text/html", ".htm": "text/html", ".csv": "text/csv",
+    ".zip": "application/zip", ".mp3": "audio/mpeg", ".mp4": "video/mp4",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".odt": "application/vnd.oasis.opendocument.text", ".doc": "application/msword",
+}  # fmt: skip
+
 # Markdown first: the most editable form of a release wins over exports of it.
 FORMATS: dict[str, Format] = {
     ".md": Format(decode, parse_markdown, 0),
@@ -186,11 +197,17 @@ def _attachments(
     return tuple(found.values())
 
 
+def content_type(name: str) -> str:
+    """The media type an attachment is served with: our table first, so it never depends on the host."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _describe(folder: Path, file: Path, data: bytes) -> Attachment:
     return Attachment(
         name=file.name,
         path=file.relative_to(folder).as_posix(),
-        content_type=mimetypes.guess_type(file.name)[0] or "application/octet-stream",
+        content_type=content_type(file.name),
         length=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from service import __version__
 from service.render.site import FeedKind
+from service.web.headers import SecurityHeaders
 from service.web.routes import Handlers, WebDeps
 from service.web.subscriptions import API_PATH, SubscriptionAccepted, SubscriptionHandlers
 
@@ -87,4 +88,5 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_found)
     app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(SecurityHeaders)
     return app
