@@ -2,14 +2,16 @@
 
 The text is cut into blocks at blank lines (lines of spaces count as blank). The blocks before the
 lead form the header: the dateline ("Paris, le 12 février 2020"), the "Press release" marker
-(dropped) and an optional title line. The first other block is the lead; the rest are paragraphs
-and section headings. An optional `---` front matter block overrides anything found in the text.
+(dropped) and an optional title line. The first other block is the lead; the rest are paragraphs,
+section headings, bulleted and numbered lists and contact blocks (kept line by line). An optional
+`---` front matter block overrides anything found in the text.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -37,12 +39,13 @@ _FRENCH_MONTHS = {
     "juillet": 7, "août": 8, "aout": 8, "septembre": 9, "octobre": 10, "novembre": 11,
     "décembre": 12, "decembre": 12,
 }  # fmt: skip
-_MONTH_NAMES = "|".join(sorted({**_ENGLISH_MONTHS, **_FRENCH_MONTHS}, key=len, reverse=True))
+_MONTHS = {**_ENGLISH_MONTHS, **_FRENCH_MONTHS}
+_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _WEEKDAYS = (
     "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
     "|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche"
 )
-_PLACE = rf"(?:(?!(?:{_WEEKDAYS})\b)(?P<place>[^\W\d_](?:[^\W\d_]|[ '’.()-]){{0,60}}?),\s*)?"
+_PLACE = rf"(?:(?!(?:{_WEEKDAYS})\b)(?P<place>[^\W\d_](?:[^\W\d_]|[ '’.(),-]){{0,60}}?),\s*)?"
 _PREFIX = rf"(?:le\s+)?(?:(?P<weekday>{_WEEKDAYS}),?\s+)?(?:le\s+)?"
 _DATE_FORMS = (
     rf"{_PREFIX}(?P<day>\d{{1,2}})(?:st|nd|rd|th|er|e)?\s+(?P<month>{_MONTH_NAMES})\.?,?\s+(?P<year>\d{{4}})",
@@ -50,13 +53,20 @@ _DATE_FORMS = (
     r"(?:le\s+)?(?P<day>\d{1,2})[/.](?P<month>\d{1,2})[/.](?P<year>\d{4})",
     r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})",
 )
-# A dateline is a whole line, or starts the lead and is followed by a dash and the text.
+# A dateline is a whole line (a dash may end it: the lead follows on the next line), or starts the
+# lead and is followed by a dash (hyphen, double hyphen, en or em dash) and the text.
 _DATELINES = tuple(
-    re.compile(rf"{_PLACE}(?P<date>{form})\.?(?:$|(?:\s+-\s+|\s*[\u2013\u2014]\s*)(?P<tail>\S.*))", re.I)
+    re.compile(
+        rf"{_PLACE}(?P<date>{form})\.?"
+        r"(?:\s*(?:--?|[\u2013\u2014])?$|(?:\s+--?\s+|\s*[\u2013\u2014]\s*)(?P<tail>\S.*))",
+        re.I,
+    )
     for form in _DATE_FORMS
 )
 _MARKER = re.compile(
-    r"(?:(?P<en>press release|news release|media release)|(?P<fr>communiqu[ée](?: de presse)?))\s*[.:]?", re.I
+    r"(?:(?P<en>press release|news release|media release|for immediate release)"
+    r"|(?P<fr>communiqu[ée](?: de presse)?|pour (?:diffusion|publication) imm[ée]diate))\s*[.:]?",
+    re.I,
 )
 _SENTENCE_END = re.compile(r"([.!?…])\s+(?=\S)")
 _ABBREVIATIONS = frozenset(
@@ -67,6 +77,32 @@ _LINE_END_HYPHEN = re.compile(r"(\w+)-$")
 _SPACES = re.compile(r"[ \t]+")
 _NO_HEADING_END = ".,;:!?…"
 _SENTENCE_ENDS = '.!?…»”"'
+# List items: a bullet (hyphen, "*", "•" and other bullet signs, en dash) or "1." / "1)", then a space.
+_BULLET = re.compile(r"[-*•▪●◦‣\u2013]\s+(?=\S)")
+_UNAMBIGUOUS_BULLETS = "•▪●◦‣"  # unlike hyphens, en dashes and "*", never a dash or a footnote sign
+_NUMBERED = re.compile(r"(\d{1,2})[.)]\s+(?=\S)")
+_ITEM_ENDS = ".!?…;:"
+# Lines without words that exports and typists use as separators ("* * *", "###") or end marks: dropped.
+_RULE = re.compile(r"[-=_*~#•·.\s]+")
+_END_MARK = re.compile(r"(?i:[-\u2013\u2014#*]+\s*(?:ends?|fin)\s*[-\u2013\u2014#*]+)|ENDS|FIN|-\s*30\s*-")
+_CONTACT_LABEL = re.compile(
+    r"(?P<label>(?:press|media)\s+(?:contacts?|enquiries|inquiries|office|relations)|contacts?"
+    r"|for\s+(?:more|further)\s+information(?:,?\s+(?:please\s+)?contact)?"
+    r"|contacts?\s+(?:presse|m[ée]dias?)|relations?\s+(?:presse|m[ée]dias)|service\s+de\s+presse"
+    r"|pour\s+(?:plus\s+d['’]informations?|tout\s+renseignement|toute\s+information))"
+    r"\s*(?::\s*(?P<rest>\S.*)|:)?",
+    re.I,
+)
+_SECTION_LABEL = re.compile(
+    r"(?:about|[àa]\s+propos\s+d(?:e|u|es|['’]))\s*[^\W\d_].{0,80}|notes?\s+(?:to|for)\s+editors"
+    r"|editors['’]?\s+notes?|notes?\s+aux\s+r[ée]dactions|background",
+    re.I,
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A phone number has at least 9 digits, so "12/02/2020" and "2020-2021" are not phone numbers.
+_PHONE = re.compile(r"(?:\+|\b)\d(?:[ .()/-]?\d){8,}|^(?:t[ée]l|phone|mobile|portable|fax)\b", re.I)
+_CONTACT_WIDTH = 60
+_PROSE_WIDTH = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +121,7 @@ class _Block:
 
     line: int
     lines: tuple[str, ...]
+    indents: tuple[int, ...]  # leading spaces of each line (a list item's continuation is indented)
 
 
 @dataclass(slots=True)
@@ -98,7 +135,9 @@ class Extracted:
     title_line: int | None = None
     lead: str | None = None
     lead_line: int | None = None
-    body: tuple[tuple[str, str], ...] = ()  # ("p" | "h2", text)
+    # (kind, text), kind "p", "h2", "ul", "ol" or "lines" (a contact block); list items and the lines of
+    # a contact block are separated by "\n" in the text.
+    body: tuple[tuple[str, str], ...] = ()
 
 
 def parse_plaintext(text: str, source: str, options: IngestOptions) -> tuple[Metadata, str]:
@@ -134,41 +173,41 @@ def _defaults(found: Extracted) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def extract(text: str, first_line: int, source: str, options: IngestOptions) -> Extracted:
-    """Find the dateline, marker, title, lead, paragraphs and headings of a release's text."""
-    blocks = _blocks(text, first_line)
+    """Find the dateline, marker, title, lead, paragraphs, headings, lists and contacts of a release."""
     found = Extracted()
-    index = 0
-    while index < len(blocks) and _header_block(blocks[index], found, source, options):
-        index += 1
-    rest = blocks[index:]
+    rest = _header(_blocks(text, first_line), found, source, options)
     if rest and found.dateline is None:
         rest[0] = _inline_dateline(rest[0], found, source, options)
-    items: list[tuple[str, str]] = []
-    hyphenated = _hyphenated(text)
-    for position, block in enumerate(rest):
-        if position > 0 and position < len(rest) - 1 and _is_heading(block):
-            items.append(("h2", block.lines[0]))
-            continue
-        lines = _unquote(block.lines) if position == 0 else block.lines
-        items.extend(("p", paragraph) for paragraph in _paragraphs(lines, hyphenated))
-    if rest and items:
-        found.lead, found.lead_line = _cut(items[0][1], _SUMMARY_LIMIT), rest[0].line
+    body = [block for block in (_keep(block, _unruled) for block in rest) if block is not None]
+    # The lead's '>' marks go; a lead that was nothing but marks leaves the lead to the next block.
+    while body and (lead := _keep(body[0], _unquoted)) is None:
+        body.pop(0)
+    if body and lead is not None:
+        body[0] = lead
+    items = _body(body, _hyphenated(text))
+    if body and items:
+        found.lead, found.lead_line = _cut(items[0][1], _SUMMARY_LIMIT), body[0].line
         if found.title is None:
-            found.title, found.title_line = _headline(items[0][1]), rest[0].line
+            found.title, found.title_line = _headline(items[0][1]), body[0].line
     found.body = tuple(items)
     return found
 
 
 def render(found: Extracted) -> str:
-    """Body HTML: escaped text in <p> and <h2>, the dateline in <em> before the first paragraph."""
+    """Body HTML: escaped <p>, <h2>, <ul>/<ol> and contact lines split by <br>; the dateline in <em> first."""
     parts: list[str] = []
     dateline = found.dateline.written if found.dateline else None
     for kind, text in found.body:
-        content = html.escape(text, quote=False)
+        if kind in ("ul", "ol"):
+            entries = "".join(f"<li>{html.escape(entry, quote=False)}</li>\n" for entry in text.split("\n"))
+            parts.append(f"<{kind}>\n{entries}</{kind}>")
+            continue
+        content = "<br>".join(html.escape(line, quote=False) for line in text.split("\n"))
         if kind == "p" and dateline:
             content = f"<em>{html.escape(dateline, quote=False)}</em> — {content}"
             dateline = None
-        parts.append(f"<{kind}>{content}</{kind}>")
+        tag = "p" if kind == "lines" else kind
+        parts.append(f"<{tag}>{content}</{tag}>")
     if dateline:
         parts.insert(0, f"<p><em>{html.escape(dateline, quote=False)}</em></p>")
     return clean_html("\n".join(parts))
@@ -199,8 +238,8 @@ def _match_dateline(line: str) -> re.Match[str] | None:
 
 def _dateline(match: re.Match[str], source: str, line: int, options: IngestOptions) -> Dateline:
     groups = match.groupdict()
-    month_text = groups["month"].lower()
-    month = int(month_text) if month_text.isdigit() else {**_ENGLISH_MONTHS, **_FRENCH_MONTHS}[month_text]
+    month_text = groups["month"]
+    month = int(month_text) if month_text.isdigit() else _MONTHS[_month_key(month_text)]
     try:
         day = date(int(groups["year"]), month, int(groups["day"]))
     except ValueError:
@@ -215,9 +254,19 @@ def _dateline(match: re.Match[str], source: str, line: int, options: IngestOptio
     return Dateline(place, datetime.combine(day, time(0), tzinfo=options.timezone), written, _lang(match))
 
 
+def _month_key(name: str) -> str:
+    # re.I also matches U+017F (long s) for "s" and U+0130 (dotted I) for "i", whose lower() is not
+    # in the table.
+    key = name.lower()
+    if key in _MONTHS:
+        return key
+    return next((month for month in _MONTHS if re.fullmatch(re.escape(month), name, re.I)), key)
+
+
 def _lang(match: re.Match[str]) -> str | None:
     # French month or weekday names, or "le 12 …", say French; English names say English.
-    words = {(match.groupdict().get(key) or "").lower() for key in ("month", "weekday")} - {""}
+    month, weekday = match.groupdict().get("month"), match.groupdict().get("weekday")
+    words = {_month_key(month) if month else "", (weekday or "").lower()} - {""}
     weekdays = _WEEKDAYS.split("|")
     if match.group("date").lower().startswith("le ") or words & {*_FRENCH_MONTHS, *weekdays[7:]}:
         return "fr"
@@ -226,32 +275,59 @@ def _lang(match: re.Match[str]) -> str | None:
     return None
 
 
-def _header_block(block: _Block, found: Extracted, source: str, options: IngestOptions) -> bool:
-    # True when the block is consumed as header (dateline, marker, title line).
-    datelines: list[tuple[int, Dateline]] = []
-    marker_lang: str | None = None
+def _header(blocks: list[_Block], found: Extracted, source: str, options: IngestOptions) -> list[_Block]:
+    # Datelines, markers and one title from the top are the header; the blocks left are the lead and body.
+    rest = list(blocks)
+    while rest:
+        block = _peel(rest[0], found, source, options)
+        if block is not None and not _title_block(block, found, source, options):
+            rest[0] = block
+            break
+        rest.pop(0)
+    return rest
+
+
+def _peel(block: _Block, found: Extracted, source: str, options: IngestOptions) -> _Block | None:
+    # Dateline and marker lines at the top of a block are header, even without a blank line after them.
     for offset, line in enumerate(block.lines):
-        dateline = parse_dateline(line, source, block.line + offset, options)
-        marker = _MARKER.fullmatch(line.strip())
-        if dateline is not None:
-            datelines.append((block.line + offset, dateline))
-        elif marker is not None:
-            marker_lang = "fr" if marker.group("fr") else "en"
-        else:
-            return _title_block(block, found)
-    if datelines and found.dateline is None:
-        found.dateline_line, found.dateline = datelines[0]
-    found.lang = marker_lang or found.lang or (found.dateline.lang if found.dateline else None)
+        if not _header_line(line, block.line + offset, found, source, options):
+            return _Block(block.line + offset, block.lines[offset:], block.indents[offset:])
+    return None
+
+
+def _header_line(line: str, number: int, found: Extracted, source: str, options: IngestOptions) -> bool:
+    # The first dateline gives the date; a marker's language wins over the dateline's.
+    dateline = parse_dateline(line, source, number, options)
+    if dateline is not None:
+        if found.dateline is None:
+            found.dateline, found.dateline_line = dateline, number
+            found.lang = found.lang or dateline.lang
+        return True
+    marker = _MARKER.fullmatch(line.strip())
+    if marker is None:
+        return False
+    found.lang = "fr" if marker.group("fr") else "en"
     return True
 
 
-def _title_block(block: _Block, found: Extracted) -> bool:
-    text = _SPACES.sub(" ", " ".join(block.lines)).strip()
-    if found.title is not None or len(block.lines) > 3 or len(text) > _TITLE_LIMIT:
+def _is_header_line(line: str) -> bool:
+    match = _match_dateline(line)
+    return (match is not None and not match.group("tail")) or _MARKER.fullmatch(line.strip()) is not None
+
+
+def _title_block(block: _Block, found: Extracted, source: str, options: IngestOptions) -> bool:
+    # A title block may end with the dateline or the marker: "Acme opens a lab" / "Lyon, 3 March 2021".
+    end = len(block.lines)
+    while end > 1 and _is_header_line(block.lines[end - 1]):
+        end -= 1
+    text = _SPACES.sub(" ", " ".join(block.lines[:end])).strip()
+    if found.title is not None or end > 3 or len(text) > _TITLE_LIMIT:
         return False
     if text[0] == ">" or text[0].islower() or text[-1] in ".,;:…":
         return False
     found.title, found.title_line = text, block.line
+    for offset in range(end, len(block.lines)):
+        _header_line(block.lines[offset], block.line + offset, found, source, options)
     return True
 
 
@@ -263,12 +339,13 @@ def _inline_dateline(block: _Block, found: Extracted, source: str, options: Inge
         return block
     found.dateline, found.dateline_line = _dateline(match, source, block.line, options), block.line
     found.lang = found.lang or found.dateline.lang
-    return _Block(block.line, (match.group("tail"), *block.lines[1:]))
+    return _Block(block.line, (match.group("tail"), *block.lines[1:]), block.indents)
 
 
 def _blocks(text: str, first_line: int) -> list[_Block]:
     blocks: list[_Block] = []
     current: list[str] = []
+    indents: list[int] = []
     start = first_line
     lines = strip_illegal(text.replace("\t", " ")).split("\n")
     for number, raw in enumerate([*lines, ""], start=first_line):
@@ -276,10 +353,33 @@ def _blocks(text: str, first_line: int) -> list[_Block]:
         if line:
             start = number if not current else start
             current.append(line)
+            indents.append(len(raw) - len(raw.lstrip()))
         elif current:
-            blocks.append(_Block(start, tuple(current)))
-            current = []
+            blocks.append(_Block(start, tuple(current), tuple(indents)))
+            current, indents = [], []
     return blocks
+
+
+def _keep(block: _Block, change: Callable[[str], str | None]) -> _Block | None:
+    # The block with each line changed (None or "" drops the line); None when no line is left.
+    kept = [(offset, new) for offset, line in enumerate(block.lines) if (new := change(line))]
+    if not kept:
+        return None
+    return _Block(
+        block.line + kept[0][0],
+        tuple(line for _, line in kept),
+        tuple(block.indents[offset] for offset, _ in kept),
+    )
+
+
+def _unruled(line: str) -> str | None:
+    if _END_MARK.fullmatch(line) or (_RULE.fullmatch(line) and len(line.replace(" ", "")) >= 3):
+        return None
+    return line
+
+
+def _unquoted(line: str) -> str | None:
+    return None if line == ">" else re.sub(r"^>\s*", "", line)
 
 
 def _is_heading(block: _Block) -> bool:
@@ -291,11 +391,176 @@ def _is_heading(block: _Block) -> bool:
         and text[-1] not in _NO_HEADING_END
         and not text[0].islower()
         and text[0] != ">"
+        and _BULLET.match(text) is None
     )
 
 
-def _unquote(lines: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(re.sub(r"^>\s*", "", line) for line in lines if line.strip() != ">")
+def _body(blocks: list[_Block], hyphenated: frozenset[str]) -> list[tuple[str, str]]:
+    # The lead block starts with a paragraph; later blocks may be headings, lists or contact lines.
+    out: list[tuple[str, str]] = []
+    contact = False  # after a "Press contact" label, short blocks keep their lines
+    for position, whole in enumerate(blocks):
+        block: _Block | None = whole
+        following = blocks[position + 1] if position + 1 < len(blocks) else None
+        if position == 0:
+            _flow(whole, hyphenated, out, lead=True)
+            continue
+        label = _CONTACT_LABEL.fullmatch(whole.lines[0])
+        if label is not None and (following is not None or len(whole.lines) > 1 or label.group("rest")):
+            out.append(("h2", label.group("label")))
+            contact = True
+            rest = label.group("rest")
+            block = _Block(
+                whole.line,
+                ((rest,) if rest else ()) + whole.lines[1:],
+                whole.indents if rest else whole.indents[1:],
+            )
+            if not block.lines:
+                continue
+        assert block is not None
+        if contact and not _ends_contacts(block, following):
+            if _list_marker(block.lines[0]) is None:
+                out.append(("lines", "\n".join(block.lines)))
+            else:
+                _flow(block, hyphenated, out)
+            continue
+        contact = False
+        section = _section_split(block)
+        if section is not None:
+            out.append(("h2", block.lines[0]))
+            block = section
+        if following is not None and _heading_here(block, following, out):
+            out.append(("h2", block.lines[0]))
+        elif _is_contact(block.lines):
+            out.append(("lines", "\n".join(block.lines)))
+        else:
+            _flow(block, hyphenated, out)
+    return out
+
+
+def _heading_here(block: _Block, following: _Block, out: list[tuple[str, str]]) -> bool:
+    # "1. Context" alone is a numbered heading, unless it continues a list or the next block is item 2.
+    if not _is_heading(block):
+        return False
+    marker = _list_marker(block.lines[0])
+    if marker is None:
+        return True
+    after = _list_marker(following.lines[0])
+    return not (
+        _resumes(out, marker[0], marker[1]) or (after is not None and after[:2] == ("ol", marker[1] + 1))
+    )
+
+
+def _section_split(block: _Block) -> _Block | None:
+    # "About IMT" directly above its text (no blank line): the label line is a heading of its own.
+    first, others = block.lines[0], block.lines[1:]
+    if not others or _SECTION_LABEL.fullmatch(first) is None or first[-1] in _NO_HEADING_END:
+        return None
+    if len(first) >= max(map(len, others)) * 2 / 3 or others[0][0].islower():
+        return None
+    return _Block(block.line + 1, others, block.indents[1:])
+
+
+def _is_prose(lines: tuple[str, ...]) -> bool:
+    # A long line or a sentence of five words or more: text, not a name, an address or a number.
+    return any(len(line) > _PROSE_WIDTH or (line[-1] in ".!?…" and len(line.split()) >= 5) for line in lines)
+
+
+def _ends_contacts(block: _Block, following: _Block | None) -> bool:
+    if _is_prose(block.lines) or _SECTION_LABEL.fullmatch(block.lines[0]) is not None:
+        return True
+    return following is not None and _is_heading(block) and _is_prose(following.lines)
+
+
+def _is_contact(lines: tuple[str, ...]) -> bool:
+    # Short lines with an email address or a phone number, and no sentence: a contact block even unlabelled.
+    return (
+        len(lines) >= 2
+        and _list_marker(lines[0]) is None
+        and all(len(line) <= _CONTACT_WIDTH for line in lines)
+        and not _is_prose(lines)
+        and any(_EMAIL.search(line) or _PHONE.search(line) for line in lines)
+    )
+
+
+def _list_marker(line: str) -> tuple[str, int, str] | None:
+    # ("ol", number, text) or ("ul", 0, text) when the line starts a list item.
+    numbered = _NUMBERED.match(line)
+    if numbered is not None:
+        return "ol", int(numbered.group(1)), line[numbered.end() :]
+    bullet = _BULLET.match(line)
+    return ("ul", 0, line[bullet.end() :]) if bullet is not None else None
+
+
+def _resumes(out: list[tuple[str, str]], kind: str, number: int) -> bool:
+    # Items split by blank lines are one list: the same bullets, or the next number.
+    if not out or out[-1][0] != kind:
+        return False
+    return kind == "ul" or number == out[-1][1].count("\n") + 2
+
+
+def _flow(
+    block: _Block, hyphenated: frozenset[str], out: list[tuple[str, str]], *, lead: bool = False
+) -> None:
+    # Paragraphs and lists of one block, appended to `out`. A hyphen, en dash or "*" starts a list only at
+    # the top of a block or after a line ending a sentence or a colon, so a dash in running text stays;
+    # numbered lists start at 1. The lead's first line is always a paragraph (it gives the title).
+    prose: list[str] = []
+    items: list[list[str]] = []
+    kind, number, indent = "", 0, 0
+    for position, (line, line_indent) in enumerate(zip(block.lines, block.indents, strict=True)):
+        marker = _list_marker(line)
+        if marker is not None and not (lead and position == 0):
+            new_kind, new_number, text = marker
+            if kind == new_kind and (kind == "ul" or new_number == number + 1):
+                items.append([text])
+                number, indent = new_number, line_indent
+                continue
+            resumed = position == 0 and _resumes(out, new_kind, new_number)
+            if resumed or _starts_list(
+                new_kind, new_number, line, block.lines[position - 1] if position else None, kind
+            ):
+                _flush(out, prose, kind, items, hyphenated)
+                items = [[entry] for entry in out.pop()[1].split("\n")] if resumed else []
+                items.append([text])
+                kind, number, indent = new_kind, new_number, line_indent
+                continue
+        if kind and _continues(items[-1][-1], line, indented=line_indent > indent):
+            items[-1].append(line)
+            continue
+        if kind:
+            _flush(out, prose, kind, items, hyphenated)
+            kind, items = "", []
+        prose.append(line)
+    _flush(out, prose, kind, items, hyphenated)
+
+
+def _starts_list(kind: str, number: int, line: str, previous: str | None, current: str) -> bool:
+    if kind == "ol" and number != 1:
+        return False
+    if previous is None or current:
+        return True
+    return line[0] in _UNAMBIGUOUS_BULLETS or previous[-1] in _ITEM_ENDS
+
+
+def _continues(last: str, line: str, *, indented: bool) -> bool:
+    # An item goes on over lines that are indented, or that do not start a sentence after one ended.
+    return indented or not (last[-1] in _ITEM_ENDS and not line[0].islower())
+
+
+def _flush(
+    out: list[tuple[str, str]],
+    prose: list[str],
+    kind: str,
+    items: list[list[str]],
+    hyphenated: frozenset[str],
+) -> None:
+    # Move the pending paragraph lines or list items to `out` (at most one of them is pending).
+    if prose:
+        out.extend(("p", paragraph) for paragraph in _paragraphs(tuple(prose), hyphenated))
+        prose.clear()
+    if kind and items:
+        out.append((kind, "\n".join(_join(item, hyphenated) for item in items)))
 
 
 def _paragraphs(lines: tuple[str, ...], hyphenated: frozenset[str]) -> list[str]:
@@ -358,3 +623,40 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+
+
+# ---- for other formats (HTML, Word) that apply the plain-text rules to their paragraphs -------------
+
+
+def lead_dateline(
+    line: str, source: str, line_number: int, options: IngestOptions
+) -> tuple[Dateline, str] | None:
+    """A dateline that starts a paragraph and is followed by a dash and text: the dateline and that text."""
+    match = _match_dateline(line)
+    if match is None or not match.group("tail"):
+        return None
+    return _dateline(match, source, line_number, options), match.group("tail")
+
+
+def marker_language(line: str) -> str | None:
+    """'fr' or 'en' when the line is only a "Communiqué de presse" / "Press release" marker, else None."""
+    marker = _MARKER.fullmatch(line.strip())
+    if marker is None:
+        return None
+    return "fr" if marker.group("fr") else "en"
+
+
+def looks_like_title(text: str) -> bool:
+    """The title-line rule: at most 300 characters, no lowercase start, no final '.', ',', ';', ':' or '…'."""
+    text = text.strip()
+    return bool(text) and len(text) <= _TITLE_LIMIT and not text[0].islower() and text[-1] not in ".,;:…"
+
+
+def headline(lead: str) -> str:
+    """The title of a release without a title line: the lead's first sentence, at most 300 characters."""
+    return _headline(lead)
+
+
+def summary_of(lead: str) -> str:
+    """The lead cut at a word boundary to the 2,000 characters a summary may have."""
+    return _cut(lead, _SUMMARY_LIMIT)
