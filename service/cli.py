@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -86,14 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---- check -----------------------------------------------------------------------------------
 
 
-def _candidates(paths: Sequence[Path], default: Path) -> list[tuple[Path, Path, tuple[str, ...]]]:
+def _candidates(
+    paths: Sequence[Path], default: Path, languages: Collection[str]
+) -> list[tuple[Path, Path, tuple[str, ...]]]:
     """(folder, file, companions): files named directly are checked whatever their folder."""
     found: list[tuple[Path, Path, tuple[str, ...]]] = []
     for path in paths or [default]:
         if path.is_dir():
-            found += [(path, path / f.source, f.companions) for f in list_release_files(path)]
+            found += [(path, path / f.source, f.companions) for f in list_release_files(path, languages)]
         else:
-            found.append((path.parent, path, companions_of(path)))
+            found.append((path.parent, path, companions_of(path, languages)))
     return found
 
 
@@ -102,7 +104,7 @@ def check(settings: Settings, paths: Sequence[Path], out: TextIO) -> int:
     options = IngestOptions.from_settings(settings)
     seen: dict[str, Path] = {}
     bad = 0
-    files = _candidates(paths, settings.announcements_dir)
+    files = _candidates(paths, settings.announcements_dir, options.languages)
     for folder, file, companions in files:
         try:
             if not file.is_file():

@@ -81,7 +81,7 @@ async def scan(ctx: JobContext) -> ScanReport:
     """Bring the store in line with the folder: ingest new and changed files, withdraw deleted ones."""
     async with ctx.scan_lock:
         started = time.perf_counter()
-        files = await asyncio.to_thread(list_release_files, ctx.folder)
+        files = await asyncio.to_thread(list_release_files, ctx.folder, ctx.options.languages)
         known = await ctx.sources.snapshot()
         scan = _Pass(ctx, files, known)
         await scan.ingest()

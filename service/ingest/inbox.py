@@ -8,7 +8,7 @@ import fnmatch
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -38,12 +38,13 @@ def is_ignored(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_NAMES)
 
 
-def list_release_files(folder: Path) -> list[FileStat]:
+def list_release_files(folder: Path, languages: Collection[str] = ()) -> list[FileStat]:
     """Every release file under `folder`, sorted by path; hidden folders, temp names and non-files skipped.
 
-    Files named after a release (`brest-lab.md` and `brest-lab.jpg`, `brest-lab.photo.png`) are its
+    Files named after a release (`brest-lab.md` and `brest-lab.jpg`, `brest-lab.map.pdf`) are its
     companions, not releases; of release files sharing a stem, the most editable format is the release
-    and the others (its `.pdf` export) are companions too.
+    and the others (its `.pdf` export) are companions too. `carnot.fr.md` beside `carnot.md` is a
+    release of its own (a translation) when `fr` is one of `languages`.
     """
     found: list[FileStat] = []
     root = folder.absolute()
@@ -51,7 +52,7 @@ def list_release_files(folder: Path) -> list[FileStat]:
     for directory, subdirs, names in os.walk(root, followlinks=False):
         subdirs[:] = sorted(d for d in subdirs if not is_ignored(d))
         visible = sorted(name for name in names if not is_ignored(name))
-        for name, companions in _releases_in(visible).items():
+        for name, companions in _releases_in(visible, languages).items():
             entry = _stat_regular(Path(directory, name), root, real_root)
             if entry is not None:
                 found.append(dataclasses.replace(entry, companions=companions))
@@ -59,16 +60,16 @@ def list_release_files(folder: Path) -> list[FileStat]:
     return sorted(found, key=lambda f: PurePosixPath(f.source).parts)
 
 
-def companions_of(path: Path) -> tuple[str, ...]:
+def companions_of(path: Path, languages: Collection[str] = ()) -> tuple[str, ...]:
     """The companions of one release file, as a scan of its folder would find them."""
     try:
         names = sorted(n for n in os.listdir(path.parent) if not is_ignored(n))
     except OSError:
         return ()
-    return _releases_in(names).get(path.name, ())
+    return _releases_in(names, languages).get(path.name, ())
 
 
-def _releases_in(names: list[str]) -> dict[str, tuple[str, ...]]:
+def _releases_in(names: list[str], languages: Collection[str]) -> dict[str, tuple[str, ...]]:
     # Release file name -> its companions, for the (sorted, visible) names of one directory.
     best: dict[str, tuple[int, str]] = {}  # stem -> (rank, name) of the release among files sharing it
     for name in names:
@@ -76,15 +77,29 @@ def _releases_in(names: list[str]) -> dict[str, tuple[str, ...]]:
         stem = PurePosixPath(name).stem
         if rank is not None and (stem not in best or rank < best[stem][0]):
             best[stem] = (rank, name)
-    releases: dict[str, list[str]] = {name: [] for _, name in best.values()}
     stems = sorted(best, key=len, reverse=True)  # the longest matching stem owns a file
+    owner: dict[str, str] = {}  # name -> the release file it belongs to
     for name in names:
-        if name in releases:
-            continue
-        own = PurePosixPath(name).stem  # every release file's own stem is in `best`
-        owner = own if own in best else next((s for s in stems if name.startswith(s + ".")), None)
-        if owner is not None:
-            releases[best[owner][1]].append(name)
+        own = PurePosixPath(name).stem
+        rank = format_rank(name)
+        if rank is not None and best[own][1] == name:
+            # A release file, unless named after a more editable release ("x.map.pdf" beside "x.md")
+            # without being a translation of it ("x.fr.md").
+            parent = next((s for s in stems if own.startswith(s + ".") and best[s][0] < rank), None)
+            if parent is None or own[len(parent) + 1 :].lower() in languages:
+                continue
+            owner[name] = best[parent][1]
+        elif own in best:
+            owner[name] = best[own][1]
+        else:
+            parent = next((s for s in stems if name.startswith(s + ".")), None)
+            if parent is not None:
+                owner[name] = best[parent][1]
+    releases: dict[str, list[str]] = {name: [] for _, name in best.values() if name not in owner}
+    for name, release in owner.items():
+        while release in owner:  # "x.map.jpg" belongs to "x.map.pdf", which belongs to "x.md"
+            release = owner[release]
+        releases[release].append(name)
     return {name: tuple(companions) for name, companions in releases.items()}
 
 

@@ -16,7 +16,8 @@ class IngestOptions:
     default_language: str = "en"
     max_file_bytes: int = 5_000_000
     max_pages: int = 100  # PDF pages read; a longer document is refused, not cut
-    extract_seconds: float = 20.0  # wall-clock limit on extracting the text of a PDF or Word file
+    extract_seconds: float = 20.0  # wall-clock limit on extracting the text of a PDF
+    languages: frozenset[str] = frozenset({"en", "fr"})  # what a file name may end with: carnot.fr.md
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestOptions:
@@ -27,4 +28,5 @@ class IngestOptions:
             settings.max_file_bytes,
             settings.max_pages,
             settings.extract_seconds,
+            frozenset(settings.site_languages),
         )

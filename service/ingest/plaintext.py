@@ -72,8 +72,10 @@ _SENTENCE_END = re.compile(r"([.!?…])\s+(?=\S)")
 _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "prof", "st", "mme", "mlle", "no", "vs", "inc", "ltd", "co"}
 )
-_HYPHEN_PAIR = re.compile(r"(\w+)-(?=(\w+))")
-_LINE_END_HYPHEN = re.compile(r"(\w+)-$")
+# Matches start at a word's start and never backtrack into the word, so a long word costs linear time.
+_HYPHEN_PAIR = re.compile(r"(?<!\w)(\w++)-(?=(\w+))")
+_LINE_END_HYPHEN = re.compile(r"(?<!\w)(\w++)-$")
+_WORD_TAIL = 100  # the end of a joined run searched for a broken word
 _SPACES = re.compile(r"[ \t]+")
 _NO_HEADING_END = ".,;:!?…"
 _SENTENCE_ENDS = '.!?…»”"'
@@ -100,7 +102,7 @@ _SECTION_LABEL = re.compile(
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # A phone number has at least 9 digits, so "12/02/2020" and "2020-2021" are not phone numbers.
-_PHONE = re.compile(r"(?:\+|\b)\d(?:[ .()/-]?\d){8,}|^(?:t[ée]l|phone|mobile|portable|fax)\b", re.I)
+_PHONE = re.compile(r"(?:\+|\b)\d(?:[ .()/-]?\d){8,}|^(?:t[ée]l|phone|mobile|portable|fax)\.?\s*:", re.I)
 _CONTACT_WIDTH = 60
 _PROSE_WIDTH = 80
 
@@ -175,15 +177,15 @@ def _defaults(found: Extracted) -> tuple[dict[str, Any], dict[str, int]]:
 def extract(text: str, first_line: int, source: str, options: IngestOptions) -> Extracted:
     """Find the dateline, marker, title, lead, paragraphs, headings, lists and contacts of a release."""
     found = Extracted()
-    rest = _header(_blocks(text, first_line), found, source, options)
-    if rest and found.dateline is None:
-        rest[0] = _inline_dateline(rest[0], found, source, options)
-    body = [block for block in (_keep(block, _unruled) for block in rest) if block is not None]
+    blocks = [block for block in (_keep(block, _unruled) for block in _blocks(text, first_line)) if block]
+    body = _header(blocks, found, source, options)
+    if body and found.dateline is None:
+        body[0] = _inline_dateline(body[0], found, source, options)
     # The lead's '>' marks go; a lead that was nothing but marks leaves the lead to the next block.
-    while body and (lead := _keep(body[0], _unquoted)) is None:
-        body.pop(0)
-    if body and lead is not None:
-        body[0] = lead
+    start = 0
+    while start < len(body) and (lead := _keep(body[start], _unquoted)) is None:
+        start += 1
+    body = [lead, *body[start + 1 :]] if start < len(body) and lead is not None else []
     items = _body(body, _hyphenated(text))
     if body and items:
         found.lead, found.lead_line = _cut(items[0][1], _SUMMARY_LIMIT), body[0].line
@@ -202,7 +204,8 @@ def render(found: Extracted) -> str:
             entries = "".join(f"<li>{html.escape(entry, quote=False)}</li>\n" for entry in text.split("\n"))
             parts.append(f"<{kind}>\n{entries}</{kind}>")
             continue
-        content = "<br>".join(html.escape(line, quote=False) for line in text.split("\n"))
+        # "<br>\n" as Markdown writes it: text extraction that drops tags still separates the lines.
+        content = "<br>\n".join(html.escape(line, quote=False) for line in text.split("\n"))
         if kind == "p" and dateline:
             content = f"<em>{html.escape(dateline, quote=False)}</em> — {content}"
             dateline = None
@@ -277,14 +280,11 @@ def _lang(match: re.Match[str]) -> str | None:
 
 def _header(blocks: list[_Block], found: Extracted, source: str, options: IngestOptions) -> list[_Block]:
     # Datelines, markers and one title from the top are the header; the blocks left are the lead and body.
-    rest = list(blocks)
-    while rest:
-        block = _peel(rest[0], found, source, options)
+    for index, whole in enumerate(blocks):
+        block = _peel(whole, found, source, options)
         if block is not None and not _title_block(block, found, source, options):
-            rest[0] = block
-            break
-        rest.pop(0)
-    return rest
+            return [block, *blocks[index + 1 :]]
+    return []
 
 
 def _peel(block: _Block, found: Extracted, source: str, options: IngestOptions) -> _Block | None:
@@ -395,19 +395,23 @@ def _is_heading(block: _Block) -> bool:
     )
 
 
+# What the body is made of while it is built: (kind, texts), several texts for list items and lines.
+_Items = list[tuple[str, list[str]]]
+
+
 def _body(blocks: list[_Block], hyphenated: frozenset[str]) -> list[tuple[str, str]]:
     # The lead block starts with a paragraph; later blocks may be headings, lists or contact lines.
-    out: list[tuple[str, str]] = []
+    out: _Items = []
     contact = False  # after a "Press contact" label, short blocks keep their lines
     for position, whole in enumerate(blocks):
-        block: _Block | None = whole
+        block = whole
         following = blocks[position + 1] if position + 1 < len(blocks) else None
         if position == 0:
             _flow(whole, hyphenated, out, lead=True)
             continue
         label = _CONTACT_LABEL.fullmatch(whole.lines[0])
         if label is not None and (following is not None or len(whole.lines) > 1 or label.group("rest")):
-            out.append(("h2", label.group("label")))
+            out.append(("h2", [label.group("label")]))
             contact = True
             rest = label.group("rest")
             block = _Block(
@@ -417,28 +421,27 @@ def _body(blocks: list[_Block], hyphenated: frozenset[str]) -> list[tuple[str, s
             )
             if not block.lines:
                 continue
-        assert block is not None
         if contact and not _ends_contacts(block, following):
             if _list_marker(block.lines[0]) is None:
-                out.append(("lines", "\n".join(block.lines)))
+                out.append(("lines", list(block.lines)))
             else:
                 _flow(block, hyphenated, out)
             continue
         contact = False
         section = _section_split(block)
         if section is not None:
-            out.append(("h2", block.lines[0]))
+            out.append(("h2", [block.lines[0]]))
             block = section
         if following is not None and _heading_here(block, following, out):
-            out.append(("h2", block.lines[0]))
+            out.append(("h2", [block.lines[0]]))
         elif _is_contact(block.lines):
-            out.append(("lines", "\n".join(block.lines)))
+            out.append(("lines", list(block.lines)))
         else:
             _flow(block, hyphenated, out)
-    return out
+    return [(kind, "\n".join(texts)) for kind, texts in out]
 
 
-def _heading_here(block: _Block, following: _Block, out: list[tuple[str, str]]) -> bool:
+def _heading_here(block: _Block, following: _Block, out: _Items) -> bool:
     # "1. Context" alone is a numbered heading, unless it continues a list or the next block is item 2.
     if not _is_heading(block):
         return False
@@ -492,22 +495,21 @@ def _list_marker(line: str) -> tuple[str, int, str] | None:
     return ("ul", 0, line[bullet.end() :]) if bullet is not None else None
 
 
-def _resumes(out: list[tuple[str, str]], kind: str, number: int) -> bool:
+def _resumes(out: _Items, kind: str, number: int) -> bool:
     # Items split by blank lines are one list: the same bullets, or the next number.
     if not out or out[-1][0] != kind:
         return False
-    return kind == "ul" or number == out[-1][1].count("\n") + 2
+    return kind == "ul" or number == len(out[-1][1]) + 1
 
 
-def _flow(
-    block: _Block, hyphenated: frozenset[str], out: list[tuple[str, str]], *, lead: bool = False
-) -> None:
+def _flow(block: _Block, hyphenated: frozenset[str], out: _Items, *, lead: bool = False) -> None:
     # Paragraphs and lists of one block, appended to `out`. A hyphen, en dash or "*" starts a list only at
     # the top of a block or after a line ending a sentence or a colon, so a dash in running text stays;
     # numbered lists start at 1. The lead's first line is always a paragraph (it gives the title).
     prose: list[str] = []
     items: list[list[str]] = []
     kind, number, indent = "", 0, 0
+    resumed = False  # the items go on the list that ends `out` (the previous block's)
     for position, (line, line_indent) in enumerate(zip(block.lines, block.indents, strict=True)):
         marker = _list_marker(line)
         if marker is not None and not (lead and position == 0):
@@ -516,23 +518,21 @@ def _flow(
                 items.append([text])
                 number, indent = new_number, line_indent
                 continue
-            resumed = position == 0 and _resumes(out, new_kind, new_number)
-            if resumed or _starts_list(
+            resumes = position == 0 and _resumes(out, new_kind, new_number)
+            if resumes or _starts_list(
                 new_kind, new_number, line, block.lines[position - 1] if position else None, kind
             ):
-                _flush(out, prose, kind, items, hyphenated)
-                items = [[entry] for entry in out.pop()[1].split("\n")] if resumed else []
-                items.append([text])
-                kind, number, indent = new_kind, new_number, line_indent
+                _flush(out, prose, kind, items, hyphenated, resumed)
+                kind, number, indent, items, resumed = new_kind, new_number, line_indent, [[text]], resumes
                 continue
         if kind and _continues(items[-1][-1], line, indented=line_indent > indent):
             items[-1].append(line)
             continue
         if kind:
-            _flush(out, prose, kind, items, hyphenated)
-            kind, items = "", []
+            _flush(out, prose, kind, items, hyphenated, resumed)
+            kind, items, resumed = "", [], False
         prose.append(line)
-    _flush(out, prose, kind, items, hyphenated)
+    _flush(out, prose, kind, items, hyphenated, resumed)
 
 
 def _starts_list(kind: str, number: int, line: str, previous: str | None, current: str) -> bool:
@@ -549,18 +549,23 @@ def _continues(last: str, line: str, *, indented: bool) -> bool:
 
 
 def _flush(
-    out: list[tuple[str, str]],
+    out: _Items,
     prose: list[str],
     kind: str,
     items: list[list[str]],
     hyphenated: frozenset[str],
+    resumed: bool,
 ) -> None:
     # Move the pending paragraph lines or list items to `out` (at most one of them is pending).
     if prose:
-        out.extend(("p", paragraph) for paragraph in _paragraphs(tuple(prose), hyphenated))
+        out.extend(("p", [paragraph]) for paragraph in _paragraphs(tuple(prose), hyphenated))
         prose.clear()
     if kind and items:
-        out.append((kind, "\n".join(_join(item, hyphenated) for item in items)))
+        entries = [_join(item, hyphenated) for item in items]
+        if resumed:
+            out[-1][1].extend(entries)
+        else:
+            out.append((kind, entries))
 
 
 def _paragraphs(lines: tuple[str, ...], hyphenated: frozenset[str]) -> list[str]:
@@ -577,24 +582,27 @@ def _paragraphs(lines: tuple[str, ...], hyphenated: frozenset[str]) -> list[str]
 
 def _join(lines: list[str], hyphenated: frozenset[str]) -> str:
     # Lines broken by the export are joined with one space; see docs/formats.md for hyphenation.
-    text = lines[0]
+    # Runs joined without a space are kept apart and only the end of the last one is searched, so a
+    # paragraph of thousands of lines costs linear time, not quadratic.
+    parts = [lines[0]]
     for line in lines[1:]:
-        broken = _LINE_END_HYPHEN.search(text)
+        end = parts[-1]
+        broken = _LINE_END_HYPHEN.search(end[-_WORD_TAIL:]) if end.endswith("-") else None
         next_word = re.match(r"\w+", line)
-        if text.endswith("\u00ad"):
-            text = text[:-1] + line
+        if end.endswith("\u00ad"):
+            parts[-1] = end[:-1] + line
         elif broken is None:
-            text += " " + line
+            parts.append(line)
         elif (
             broken.group(1).islower()
             and line[0].islower()
             and next_word is not None
             and f"{broken.group(1)}-{next_word.group()}".lower() not in hyphenated
         ):
-            text = text[:-1] + line
+            parts[-1] = end[:-1] + line
         else:
-            text += line
-    return text.replace("\u00ad", "")
+            parts[-1] = end + line
+    return " ".join(parts).replace("\u00ad", "")
 
 
 def _hyphenated(text: str) -> frozenset[str]:
@@ -605,7 +613,8 @@ def _hyphenated(text: str) -> frozenset[str]:
 def _headline(lead: str) -> str:
     # The lead's first sentence, without its final full stop, at most 300 characters.
     sentence = lead
-    for match in _SENTENCE_END.finditer(lead):
+    # A first sentence longer than a summary is cut to a title anyway: look no further (linear time).
+    for match in _SENTENCE_END.finditer(lead, 0, _SUMMARY_LIMIT):
         word = lead[: match.start()].rsplit(" ", 1)[-1].lower()
         following = lead[match.end()]
         if match.group(1) == "." and (word in _ABBREVIATIONS or len(word) <= 1):
@@ -647,9 +656,11 @@ def marker_language(line: str) -> str | None:
 
 
 def looks_like_title(text: str) -> bool:
-    """The title-line rule: at most 300 characters, no lowercase start, no final '.', ',', ';', ':' or '…'."""
+    """The title-line rule: at most 300 characters, no '>' or lowercase start, no final .,;:…"""
     text = text.strip()
-    return bool(text) and len(text) <= _TITLE_LIMIT and not text[0].islower() and text[-1] not in ".,;:…"
+    if not text or len(text) > _TITLE_LIMIT:
+        return False
+    return text[0] != ">" and not text[0].islower() and text[-1] not in ".,;:…"
 
 
 def headline(lead: str) -> str:

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from service.errors import AnnouncementError
+from service.ingest.docx import docx_to_html
+from service.ingest.encoding import decode_as
 from service.ingest.frontmatter import Metadata
+from service.ingest.htmlfile import decode_html, parse_html
 from service.ingest.markdown import parse_markdown
 from service.ingest.options import IngestOptions
+from service.ingest.pdf import pdf_to_text
 from service.ingest.plaintext import parse_plaintext
 from service.ingest.sanitize import first_paragraph_text
 from service.models import Announcement, Attachment
@@ -79,13 +83,13 @@ def decode_text(raw: bytes, source: str, options: IngestOptions | None = None) -
     """
     for bom, encoding, name in _BOMS:
         if raw.startswith(bom):
-            text = _decode_as(raw, len(bom), encoding, name, source)
+            text = decode_as(raw, len(bom), encoding, name, source)
             break
     else:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            text = _decode_as(raw, 0, "cp1252", "UTF-8 or Windows-1252", source)
+            text = decode_as(raw, 0, "cp1252", "UTF-8 or Windows-1252", source)
     if "\x00" in text:
         raise AnnouncementError(
             source,
@@ -94,22 +98,6 @@ def decode_text(raw: bytes, source: str, options: IngestOptions | None = None) -
             hint="save the text as UTF-8 (UTF-16 needs a byte order mark)",
         )
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _decode_as(raw: bytes, skip: int, encoding: str, name: str, source: str) -> str:
-    data = raw[skip:]
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode(encoding, "replace")
-        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
-        offset = skip + exc.start
-        raise AnnouncementError(
-            source,
-            f"not valid {name} (byte 0x{raw[offset]:02x} at offset {offset})",
-            line=line,
-            hint="save the file as UTF-8",
-        ) from None
 
 
 _CONTENT_TYPES = {
@@ -128,6 +116,10 @@ FORMATS: dict[str, Format] = {
     ".md": Format(decode, parse_markdown, 0),
     ".markdown": Format(decode, parse_markdown, 0),
     ".txt": Format(decode_text, parse_plaintext, 1),
+    ".html": Format(decode_html, parse_html, 2),
+    ".htm": Format(decode_html, parse_html, 2),
+    ".docx": Format(docx_to_html, parse_html, 3),
+    ".pdf": Format(pdf_to_text, parse_plaintext, 4, attach_self=True),  # the original is published too
 }
 
 
@@ -150,9 +142,20 @@ def read_release(
         raise AnnouncementError(source, "file is empty", line=1)
     kind = FORMATS[path.suffix.lower()]
     meta, body_html = kind.parse(kind.decode(raw, source, options), source, options)
-    release_id = meta.id or slugify(path.stem)
+    lang, named = _language(path.stem, meta.lang, options)
+    release_id, translation_of = meta.id, meta.translation_of
+    if release_id is None:
+        # "carnot.fr.md" beside "carnot.en.md": ids carnot-fr and carnot (in the default language),
+        # both versions of release carnot.
+        base = slugify(path.stem.rsplit(".", 1)[0] if named else path.stem)
+        default = lang.split("-")[0].lower() == options.default_language.split("-")[0].lower()
+        release_id = base if not named or default else f"{base}-{named}"
+        if named and translation_of is None and release_id != base:
+            translation_of = base
     if not release_id:
         raise AnnouncementError(source, "cannot derive an id from the file name", hint="add an 'id:' key")
+    if translation_of == release_id:
+        translation_of = None  # the original itself
     return Announcement(
         id=release_id,
         title=meta.title,
@@ -160,7 +163,7 @@ def read_release(
         body_html=body_html,
         summary=meta.summary or first_paragraph_text(body_html),
         source=source,
-        lang=meta.lang or options.default_language,
+        lang=lang,
         topics=meta.topics,
         author=meta.author,
         publish_at=meta.publish_at,
@@ -170,7 +173,20 @@ def read_release(
         contacts=meta.contacts,
         doi=meta.doi,
         link=meta.link,
+        translation_of=translation_of,
     )
+
+
+def _language(stem: str, given: str | None, options: IngestOptions) -> tuple[str, str | None]:
+    # The language of a release, and the one its file name ends with ("carnot.fr"), if any: the name
+    # wins over what the text seems to be in, being the operator's explicit choice.
+    base, dot, suffix = stem.rpartition(".")
+    named = suffix.lower() if dot and base and suffix.lower() in options.languages else None
+    if named is None:
+        return given or options.default_language, None
+    if given is not None and given.split("-")[0].lower() == named:
+        return given, named
+    return named, named
 
 
 def _attachments(

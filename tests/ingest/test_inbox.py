@@ -61,7 +61,7 @@ def test_paths_are_absolute_even_for_a_relative_folder(
         ".x.md.swp",
         ".~lock.x.md#",
         "~$x.md",
-        "x.pdf",
+        "x.jpg",
         "x.md.error.txt",
         "markdown",
         "x.mdx",
@@ -255,12 +255,19 @@ async def test_watch_ignores_temporary_files(tmp_path: Path) -> None:
 def test_companions_are_named_after_their_release(tmp_path: Path) -> None:
     for name in (
         "carnot.md", "carnot.pdf", "carnot.jpg", "carnot.photo.png", "carnot.fr.md", "carnot.fr.jpg",
-        "carnotx.png", "other.pdf", "other.txt", "notes.docx", "lone.png", ".carnot.swp",
+        "carnot.map.pdf", "carnot.map.png", "carnotx.png", "other.pdf", "other.txt", "notes.docx",
+        "lone.png", ".carnot.swp",
     ):  # fmt: skip
         (tmp_path / name).write_bytes(b"x")
-    found = {f.source: f.companions for f in list_release_files(tmp_path)}
+    found = {f.source: f.companions for f in list_release_files(tmp_path, {"en", "fr"})}
     assert found == {
-        "carnot.md": ("carnot.jpg", "carnot.pdf", "carnot.photo.png"),
-        "carnot.fr.md": ("carnot.fr.jpg",),
+        "carnot.md": ("carnot.jpg", "carnot.map.pdf", "carnot.map.png", "carnot.pdf", "carnot.photo.png"),
+        "carnot.fr.md": ("carnot.fr.jpg",),  # a translation, not a companion
+        "notes.docx": (),
         "other.txt": ("other.pdf",),  # the text is the release, the PDF its original
     }
+    (tmp_path / "carnot.de.pdf").write_bytes(b"x")  # de is not a site language: not a translation
+    assert (
+        "carnot.de.pdf"
+        in {f.source: f.companions for f in list_release_files(tmp_path, {"en", "fr"})}["carnot.md"]
+    )
