@@ -31,7 +31,7 @@ from service.addresses import InvalidAddress, normalise_address
 from service.audience import Preferences, Requested
 from service.config import Settings
 from service.models import Consent, Frequency, Subscriber, SubscriberState
-from service.render.strings import LANGUAGES
+from service.render.environment import LANGUAGES
 from service.runtime import Components, build
 
 ADD_SOURCE = "announce subscribers add"

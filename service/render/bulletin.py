@@ -23,10 +23,9 @@ import jinja2
 from markupsafe import Markup
 
 from service.ingest.sanitize import first_paragraph_text
-from service.models import Release
+from service.models import Attachment, Release
 from service.render.plaintext import html_to_plain
 from service.render.site import Site
-from service.render.strings import strings
 
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 _MAX_LINE = 900  # leaves room for a substituted URL under SMTP's 998-octet line limit
@@ -123,7 +122,6 @@ class MailRenderer:
         values = {
             "site": self._site,
             "lang": lang,
-            "t": strings(lang),
             "unsubscribe_url": UNSUBSCRIBE_URL.decode(),
             "preferences_url": PREFERENCES_URL.decode(),
             "confirm_url": CONFIRM_URL.decode(),
@@ -135,7 +133,15 @@ class MailRenderer:
         return subject, _BLANK_LINES.sub("\n\n", text), html
 
     def _message(
-        self, subject: str, text: str, html: str, now: datetime, *, list_mail: bool, reply: bool = False
+        self,
+        subject: str,
+        text: str,
+        html: str,
+        now: datetime,
+        *,
+        list_mail: bool,
+        reply: bool = False,
+        files: Sequence[tuple[Attachment, bytes]] = (),
     ) -> MessageTemplate:
         msg = EmailMessage(policy=SMTP_POLICY)
         msg["From"] = formataddr((self._sender.name, self._sender.address))
@@ -154,14 +160,25 @@ class MailRenderer:
         msg.set_content(_wrap(text), subtype="plain", charset="utf-8", cte="8bit")
         msg.add_alternative(_wrap(html), subtype="html", charset="utf-8", cte="8bit")
         # A boundary from the content, not random: the same message serialises to the same bytes.
-        msg.set_boundary("=_" + hashlib.sha256((text + html).encode()).hexdigest()[:32])
+        boundary = hashlib.sha256((text + html).encode()).hexdigest()[:32]
+        msg.set_boundary("=_" + boundary)
+        if files:
+            msg.make_mixed()
+            for item, data in files:
+                maintype, _, subtype = item.content_type.partition("/")
+                msg.add_attachment(
+                    data, maintype=maintype, subtype=subtype or "octet-stream", filename=item.name
+                )
+            msg.set_boundary("=_m" + boundary)
         return MessageTemplate(msg.as_bytes(policy=SMTP_POLICY), subject)
 
-    def bulletin(self, release: Release, now: datetime) -> MessageTemplate:
-        """A single release, in the release's language."""
+    def bulletin(
+        self, release: Release, now: datetime, files: Sequence[tuple[Attachment, bytes]] = ()
+    ) -> MessageTemplate:
+        """A single release, in the release's language; `files` are attached (the others only linked)."""
         lang = release.announcement.lang
         subject, text, html = self._render("bulletin", lang, self._release_context(release))
-        return self._message(subject, text, html, now, list_mail=True)
+        return self._message(subject, text, html, now, list_mail=True, files=files)
 
     def correction(self, release: Release, note: str, now: datetime) -> MessageTemplate:
         """The corrected release with its correction note, threaded under the bulletin each recipient got."""
@@ -189,9 +206,10 @@ class MailRenderer:
             "url": self._site.url(Site.permalink_path(ann.id)),
             "body": Markup(ann.body_html),  # sanitised at ingest
             "body_text": html_to_plain(ann.body_html),
-            # A summary derived from the first paragraph would repeat it: show only one written apart.
+            # A summary taken from the first paragraph (after a dateline, in a plain-text release)
+            # would repeat it: show only one written apart.
             "show_summary": bool(ann.summary)
-            and not first_paragraph_text(ann.body_html, limit=10**6).startswith(ann.summary.rstrip("…")),
+            and ann.summary.rstrip("…") not in first_paragraph_text(ann.body_html, limit=10**6),
             "attachments": [
                 (a, self._site.url(Site.attachment_path(ann.id, a.name))) for a in ann.attachments
             ],

@@ -12,7 +12,7 @@ from markupsafe import Markup
 
 from service.models import Contact, Release, ReleasePage
 from service.render.content import reader_body
-from service.render.environment import isodate
+from service.render.environment import isodate, language_name
 from service.render.site import FeedKind, Site
 
 _FEED_LABELS = {FeedKind.RSS: "RSS", FeedKind.ATOM: "Atom", FeedKind.JSON: "JSON Feed"}
@@ -36,6 +36,16 @@ class FeedLink:
     def media_type(self) -> str:
         """The content type announced in the link's type attribute."""
         return self.kind.media_type
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A language version of a release, as its pages link to it."""
+
+    lang: str
+    url: str
+    name: str  # the language's name in itself
+    current: bool  # the page being rendered
 
 
 def feed_links(site: Site, topic: str | None = None) -> tuple[FeedLink, ...]:
@@ -167,11 +177,25 @@ class PageRenderer:
             older_path=older,
         )
 
-    def announcement(self, release: Release) -> str:
-        """The permalink page of one release, with its JSON-LD description."""
+    def announcement(self, release: Release, versions: Sequence[tuple[str, str]] = ()) -> str:
+        """The permalink page of one release, with its JSON-LD description.
+
+        `versions` are the (lang, id) of its language versions, itself included (see Releases.versions).
+        """
         site = self._site
         return self._render(
             "web/announcement.html.j2",
+            versions=tuple(
+                Version(
+                    lang,
+                    site.url(site.permalink_path(release_id)),
+                    language_name(lang),
+                    release_id == release.id,
+                )
+                for lang, release_id in versions
+            )
+            if len(versions) > 1
+            else (),
             lang=release.announcement.lang,
             canonical_url=site.url(site.permalink_path(release.id)),
             feeds=feed_links(site),
@@ -255,4 +279,5 @@ class PageRenderer:
     def _render(self, name: str, **context: Any) -> str:
         """Render a template with the variables every page's base layout needs."""
         context.setdefault("json_ld", None)
+        context.setdefault("versions", ())
         return self._env.get_template(name).render(site=self._site, **context)

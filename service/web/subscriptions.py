@@ -26,8 +26,8 @@ from starlette.responses import Response
 from service.addresses import InvalidAddress, normalise_address
 from service.audience import Preferences
 from service.models import Consent, Frequency, Subscriber, SubscriberState
+from service.render.environment import LANGUAGES, language_name
 from service.render.pages import Choices
-from service.render.strings import LANGUAGES
 from service.tokens import Purpose
 from service.views import HTML
 from service.web.ratelimit import RateLimiter
@@ -45,13 +45,12 @@ ACCEPTED = (
     "If the address can receive email, a message with a confirmation link is on its way to it. "
     "Nothing else is sent until the link is followed."
 )
-LANGUAGE_NAMES = {"en": "English", "fr": "Français"}
 FREQUENCY_LABELS = {
     Frequency.IMMEDIATE: "Immediately: one email per announcement",
     Frequency.DAILY: "Daily digest",
     Frequency.WEEKLY: "Weekly digest",
 }
-_LANGUAGE_CHOICES = tuple((code, LANGUAGE_NAMES.get(code, code)) for code in LANGUAGES)
+_LANGUAGE_CHOICES = tuple((code, language_name(code)) for code in LANGUAGES)
 _FREQUENCY_CHOICES = tuple((f.value, FREQUENCY_LABELS.get(f, f.value)) for f in Frequency)
 _FREQUENCIES = frozenset(f.value for f in Frequency)
 _SUPPRESSED = (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED)
