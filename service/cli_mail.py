@@ -51,7 +51,7 @@ def _release_from_file(settings: Settings, file: Path) -> Release:
 async def preview(parts: Components, args: argparse.Namespace) -> int:
     """Write <id>.eml, <id>.html and <id>.txt for a release file and print their paths."""
     release = _release_from_file(parts.settings, args.file)
-    envelope = parts.dispatcher.composer.single(release, PREVIEW_ADDRESS, datetime.now(UTC))
+    envelope = await parts.dispatcher.composer.single(release, PREVIEW_ADDRESS, datetime.now(UTC))
     out: Path = args.out or parts.settings.data_dir / "preview"
     message = message_from_bytes(envelope.data, policy=policy.default)
     assert isinstance(message, EmailMessage)
@@ -88,7 +88,7 @@ async def _send_test(parts: Components, args: argparse.Namespace) -> int:
     except InvalidAddress as exc:
         raise ServiceError(f"--test-to: {exc}") from None
     release = _release_from_file(parts.settings, args.file)
-    envelope = parts.dispatcher.composer.single(release, address, datetime.now(UTC))
+    envelope = await parts.dispatcher.composer.single(release, address, datetime.now(UTC))
     result = await parts.mailer.send(envelope)
     print(f"{result.outcome.value}: {result.reply}")
     return 0 if result.outcome is Outcome.SENT else 1

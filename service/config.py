@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         "UTC", description="IANA time zone: dates without a time mean midnight here; pages show it."
     )
     default_language: str = Field("en", description="Language of releases that do not set `lang`.")
+    languages: list[str] = Field(
+        default_factory=lambda: ["en", "fr"],
+        description="Languages the site publishes in: per-language feeds, file name suffixes "
+        "(carnot.fr.md), and the choices offered to subscribers.",
+    )
     # Folders and storage
     announcements_dir: Path = Field(
         Path("announcements"), description="The drop folder the service watches (read only)."
@@ -80,7 +85,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(5_000_000, ge=1, description="Release files larger than this are refused.")
     max_pages: int = Field(100, ge=1, description="PDF releases with more pages are refused.")
     extract_seconds: float = Field(
-        20.0, gt=0, description="Time limit on extracting the text of one PDF or Word release."
+        20.0, gt=0, description="Time limit on extracting the text of one PDF release (in a child process)."
     )
     # Subscribers
     secret_key: str | None = Field(
@@ -129,6 +134,12 @@ class Settings(BaseSettings):
         "retry",
         description="After a connection lost once the message was sent: `retry` (at-least-once, a "
         "possible duplicate) or `hold` (at-most-once; shown in status for an operator).",
+    )
+    bulletin_attach_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Attachments up to this size are attached to bulletins as well as linked; larger "
+        "ones are only linked. 0: only links.",
     )
     bulletin_max_age_days: float = Field(
         7.0, ge=0, description="Releases dated further back than this are published without a bulletin."
@@ -189,6 +200,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        codes = list(dict.fromkeys(code.strip().lower() for code in value))
+        bad = [code for code in codes if not (code.isascii() and code.isalpha() and 2 <= len(code) <= 3)]
+        if bad or not codes:
+            raise ValueError("must list primary language codes such as en and fr")
+        return codes
+
+    @property
+    def site_languages(self) -> list[str]:
+        """The configured languages, the default language first."""
+        default = self.default_language.split("-")[0].lower()
+        return [default, *(code for code in self.languages if code != default)]
 
     @property
     def tz(self) -> ZoneInfo:

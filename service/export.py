@@ -40,6 +40,11 @@ class Exporter:
                 page = await self._views.archive(number, topic)
                 if page is not None:
                     self._write(Site.archive_path(number, topic), page.body)
+        for language in self._views.languages:
+            for kind in FeedKind:
+                rendered = await self._views.feed(kind, language=language)
+                if rendered is not None:
+                    self._write(Site.feed_path(kind, language=language), rendered.body)
         for release_id in await self._views.published_ids():
             await self._release(release_id)
         write_atomic(self._out / "404.html", self._views.not_found())

@@ -48,6 +48,17 @@ class Announcement:
     contacts: tuple[Contact, ...] = ()
     doi: str | None = None  # e.g. 10.1234/abcd, of the paper a release announces
     link: str | None = None  # an absolute http(s) URL for further information
+    translation_of: str | None = None  # id of the release this one translates (its translation key)
+
+    @property
+    def translation_key(self) -> str:
+        """What all language versions of one release share: the original's id."""
+        return self.translation_of or self.id
+
+    @property
+    def language(self) -> str:
+        """The primary language subtag, lowercased ("fr" for "fr-CA")."""
+        return self.lang.split("-")[0].lower()
 
 
 class ReleaseState(enum.StrEnum):

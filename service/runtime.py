@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from service.audience import Audience
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.delivery.attachments import small_attachments
 from service.delivery.compose import Composer
 from service.delivery.dispatch import Dispatcher, DispatchPolicy
 from service.delivery.dkim import make_signer
@@ -90,8 +91,9 @@ class Components:
 def build(settings: Settings, clock: Clock | None = None) -> Components:
     """Construct every component from the settings (no I/O beyond opening the engine)."""
     database = open_database(settings.effective_database_url)
-    releases, sources, metrics = Releases(database), Sources(database), Metrics()
-    subscribers, ledger = Subscribers(database), Ledger(database)
+    releases, sources = Releases(database, settings.default_language), Sources(database)
+    metrics = Metrics()
+    subscribers, ledger = Subscribers(database), Ledger(database, settings.default_language)
     site = site_from(settings)
     templates = make_environment(settings.templates_dir)
     pages = PageRenderer(templates, site)
@@ -116,6 +118,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
         folder=settings.announcements_dir,
         feed_size=settings.feed_size,
         page_size=settings.page_size,
+        languages=settings.site_languages,
     )
     ctx = JobContext(
         folder=settings.announcements_dir,
@@ -181,6 +184,7 @@ def make_composer(
     return Composer(
         MailRenderer(templates, site, sender), releases, tokens, site, sender,
         confirm_hours=int(settings.confirm_token_hours), signer=signer,
+        files=small_attachments(settings.announcements_dir, settings.bulletin_attach_max_bytes),
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,8 +56,10 @@ class Views:
         folder: Path,
         feed_size: int,
         page_size: int,
+        languages: Sequence[str] = (),
     ) -> None:
         self._releases = releases
+        self._languages = tuple(languages)
         self._folder = folder
         self._pages = pages
         self._site = site
@@ -79,19 +81,28 @@ class Views:
             self._cache.popitem(last=False)
         return rendered
 
-    async def feed(self, kind: FeedKind, topic: str | None = None) -> Rendered | None:
-        """The feed of `kind` (site-wide or for one topic); None for an unknown topic."""
-        if topic is not None and not valid_slug(topic):
+    async def feed(
+        self, kind: FeedKind, topic: str | None = None, language: str | None = None
+    ) -> Rendered | None:
+        """The feed of `kind`: site-wide, one topic's, or one language's; None if there is no such feed."""
+        if (topic is not None and not valid_slug(topic)) or (
+            language is not None and language not in self._languages
+        ):
             return None
 
         async def build(changed_at: datetime) -> Rendered | None:
-            releases = await self._releases.latest(self._feed_size, topic)
+            releases = await self._releases.latest(self._feed_size, topic, language)
             if topic is not None and not releases:
                 return None
-            body = render_feed(kind, releases, self._site, topic)
+            body = render_feed(kind, releases, self._site, topic, language)
             return _rendered(body, f"{kind.media_type}; charset=utf-8", changed_at)
 
-        return await self._cached(("feed", kind, topic), build)
+        return await self._cached(("feed", kind, topic, language), build)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages with a feed of their own."""
+        return self._languages
 
     async def archive(self, number: int, topic: str | None = None) -> Rendered | None:
         """An archive page; None past the last page or for an unknown topic."""
@@ -117,7 +128,8 @@ class Views:
                 return None
             # A release dated in the future must not claim a future Last-Modified (RFC 9110 8.8.2.1).
             modified = min(max(release.updated, release.published_at or release.updated), changed_at)
-            return _rendered(self._pages.announcement(release).encode(), HTML, modified)
+            versions = await self._releases.versions(release)
+            return _rendered(self._pages.announcement(release, versions).encode(), HTML, modified)
 
         return await self._cached(("announcement", release_id), build)
 

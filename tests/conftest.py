@@ -187,8 +187,14 @@ async def server() -> AsyncIterator[SmtpServer]:
 
 
 @pytest.fixture
+def mail_overrides() -> dict[str, Any]:
+    """More settings for the `mail` fixture: a test parametrizes this name to change them."""
+    return {}
+
+
+@pytest.fixture
 async def mail(
-    tmp_path: Path, database_url: str, clock: FakeClock, server: SmtpServer
+    tmp_path: Path, database_url: str, clock: FakeClock, server: SmtpServer, mail_overrides: dict[str, Any]
 ) -> AsyncIterator[Components]:
     """The service sending through `server`, on the fake clock; the dispatcher is driven by the test."""
     settings = make_settings(
@@ -199,6 +205,7 @@ async def mail(
         smtp_timeout=2,
         mail_from="press@example.org",
         mail_from_name="Example Press Office",
+        **mail_overrides,
     )
     parts = build(settings, clock)
     await parts.database.migrate()

@@ -319,7 +319,7 @@ async def test_daily_digest_collects_what_was_published_since_the_last_one(
     await mail.dispatcher.drain()
     weekly = parse(server.messages[-1].data)
     assert weekly["To"] == "weekly-awards@example.com"
-    assert weekly["Subject"] == "Press releases: new releases (1)"
+    assert weekly["Subject"] == "Press releases: new release (1)"  # one release: singular (ngettext)
 
 
 async def test_digest_jobs_run_at_the_configured_local_time(mail: Components) -> None:
@@ -361,3 +361,35 @@ async def test_a_derived_summary_is_not_repeated_above_the_body(mail: Components
     text, html = parts_of(parse(server.messages[0].data))
     assert text.count("The only paragraph, said once.") == 1
     assert html.count("The only paragraph, said once.") == 1
+
+
+@pytest.mark.parametrize("mail_overrides", [{"bulletin_attach_max_bytes": 1000}])
+async def test_small_attachments_are_attached_and_large_ones_linked(
+    mail: Components, server: SmtpServer
+) -> None:
+    await subscriber(mail, "reader@example.com")
+    inbox = Inbox(mail.settings.announcements_dir)
+    inbox.write("news.pdf", b"%PDF-1.4 small fact sheet\n%%EOF\n")
+    inbox.write("news.big.png", b"\x89PNG" + b"x" * 5000)
+    await publish(mail, attachments=["news.pdf"])
+    await mail.dispatcher.drain()
+    [envelope] = server.messages
+    message = parse(envelope.data)
+    assert message.get_content_type() == "multipart/mixed"
+    attached = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+    assert attached == {"news.pdf": b"%PDF-1.4 small fact sheet\n%%EOF\n"}
+    text = message.get_body(("plain",))
+    assert text is not None
+    links = text.get_content()
+    assert "news.big.png" in links  # still linked, with the attached one
+    assert "/announcements/news/attachments/news.pdf" in links
+
+
+async def test_attachments_are_only_linked_by_default(mail: Components, server: SmtpServer) -> None:
+    await subscriber(mail, "reader@example.com")
+    Inbox(mail.settings.announcements_dir).write("news.pdf", b"%PDF-1.4 small\n%%EOF\n")
+    await publish(mail)
+    await mail.dispatcher.drain()
+    message = parse(server.messages[0].data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert list(message.iter_attachments()) == []

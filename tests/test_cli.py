@@ -77,6 +77,7 @@ def test_build_writes_the_site_atomically_and_prunes(
         "announcements/one/index.html", "announcements/two/index.html",
         "topics/awards/index.html",
         "topics/awards/feed.rss", "topics/awards/feed.atom", "topics/awards/feed.json",
+        "en/feed.rss", "en/feed.atom", "en/feed.json", "fr/feed.rss", "fr/feed.atom", "fr/feed.json",
         ".announce-build",
     }  # fmt: skip
     assert files == expected

@@ -79,7 +79,7 @@ def test_config_yaml_shows_the_default(key: str) -> None:
     data = _config_yaml()
     if key not in data:
         return  # reported by test_setting_is_in_config_yaml
-    default = _as_yaml_value(Settings.model_fields[key].default)
+    default = _as_yaml_value(Settings.model_fields[key].get_default(call_default_factory=True))
     assert data[key] == default, f"config.yaml sets {key}: {data[key]!r}, but the default is {default!r}"
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.delivery.mailer import Envelope
-from service.models import DeliveryKind, Release, SubscriberState
+from service.models import Attachment, DeliveryKind, Release, SubscriberState
 from service.render.bulletin import MailRenderer, MessageTemplate, Personal, Sender
 from service.render.site import Site
 from service.store.ledger import Claimed
@@ -17,6 +17,8 @@ from service.tokens import Purpose, Tokens
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 Signer = Callable[[bytes], bytes]
+# The attachments of a release that bulletins carry (small ones), with their bytes.
+AttachmentReader = Callable[[Release], Awaitable[list[tuple[Attachment, bytes]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Composer:
         sender: Sender,
         confirm_hours: int,
         signer: Signer | None = None,
+        files: AttachmentReader | None = None,
     ) -> None:
         self._renderer = renderer
         self._releases = releases
@@ -52,6 +55,7 @@ class Composer:
         self._sender = sender
         self._confirm_hours = confirm_hours
         self._signer = signer
+        self._files = files
         self._templates: dict[tuple[object, ...], MessageTemplate] = {}
 
     async def compose(self, rows: Sequence[Claimed], now: datetime) -> Composed:
@@ -77,14 +81,16 @@ class Composer:
             if reason is not None:
                 result.skipped.setdefault(reason, []).append(row.delivery_id)
                 continue
-            template = self._template(row, release, now)
+            files = await self._attached(row, release)
+            template = self._template(row, release, now, files)
             envelope = self._envelope(row, template)
             result.envelopes[row.delivery_id] = (envelope, release.version if release else None)
         return result
 
-    def single(self, release: Release, email: str, now: datetime) -> Envelope:
+    async def single(self, release: Release, email: str, now: datetime) -> Envelope:
         """The bulletin of `release` for one address, outside the ledger (preview, test sends)."""
-        template = self._renderer.bulletin(release, now)
+        files = await self._files(release) if self._files is not None else []
+        template = self._renderer.bulletin(release, now, files)
         row = Claimed(
             delivery_id=0, subscriber_id=0, email=email, subscriber_state=SubscriberState.CONFIRMED,
             generation=1, lang=release.announcement.lang, kind=DeliveryKind.BULLETIN,
@@ -99,7 +105,7 @@ class Composer:
         for release_id in row.payload:
             if release_id not in cache:
                 cache[release_id] = await self._releases.get(release_id)
-        items = [r for i in row.payload if (r := cache[i]) is not None]
+        items = self._in_language([r for i in row.payload if (r := cache[i]) is not None], row.lang)
         if not items:
             return None
         key = ("digest", row.lang, tuple((r.id, r.version) for r in items))
@@ -107,6 +113,17 @@ class Composer:
         if template is None:
             template = self._templates[key] = self._renderer.digest(items, row.lang, now)
         return template
+
+    def _in_language(self, items: list[Release], lang: str) -> list[Release]:
+        # One version of each release: the reader's language, else the site's, else the first listed.
+        wanted = (lang.split("-")[0].lower(), self._site.language.split("-")[0].lower())
+        chosen: dict[str, Release] = {}
+        for release in items:
+            key = release.announcement.translation_key
+            held = chosen.get(key)
+            if held is None or _rank(release, wanted) < _rank(held, wanted):
+                chosen[key] = release
+        return [release for release in items if chosen[release.announcement.translation_key] is release]
 
     @staticmethod
     def _reason_to_skip(row: Claimed) -> str | None:
@@ -120,7 +137,17 @@ class Composer:
             return f"subscriber {row.subscriber_state}"
         return None
 
-    def _template(self, row: Claimed, release: Release | None, now: datetime) -> MessageTemplate:
+    async def _attached(self, row: Claimed, release: Release | None) -> list[tuple[Attachment, bytes]]:
+        # Read only when the template is not cached yet: once per release version, not per row.
+        if row.kind is not DeliveryKind.BULLETIN or release is None or self._files is None:
+            return []
+        if (row.kind, release.id, release.version) in self._templates:
+            return []
+        return await self._files(release)
+
+    def _template(
+        self, row: Claimed, release: Release | None, now: datetime, files: list[tuple[Attachment, bytes]]
+    ) -> MessageTemplate:
         key: tuple[object, ...] = (
             (row.kind, row.lang) if release is None else (row.kind, release.id, release.version)
         )
@@ -131,7 +158,7 @@ class Composer:
             elif row.kind is DeliveryKind.CORRECTION and release is not None:
                 template = self._renderer.correction(release, release.announcement.correction or "", now)
             elif release is not None:
-                template = self._renderer.bulletin(release, now)
+                template = self._renderer.bulletin(release, now, files)
             else:
                 raise ValueError(f"delivery {row.delivery_id}: {row.kind} needs a release")
             if len(self._templates) > 256:
@@ -172,3 +199,8 @@ class Composer:
         return self._site.url(
             f"/confirm/{self._tokens.make(Purpose.CONFIRM, row.subscriber_id, row.generation)}"
         )
+
+
+def _rank(release: Release, wanted: tuple[str, str]) -> int:
+    language = release.announcement.language
+    return wanted.index(language) if language in wanted else len(wanted)

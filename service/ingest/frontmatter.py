@@ -34,6 +34,7 @@ FIELDS = (
     "contacts",
     "doi",
     "link",
+    "translation_of",
 )
 _DELIMITER = re.compile(r"^(---|\.\.\.)[ \t]*$")
 RELEASE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,126}[a-z0-9])?$")  # also what URLs may name
@@ -65,6 +66,7 @@ class Metadata:
     contacts: tuple[Contact, ...] = ()
     doi: str | None = None
     link: str | None = None
+    translation_of: str | None = None
     attachments_line: int | None = None  # where to point when an attachment file is missing
 
 
@@ -194,6 +196,9 @@ def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
         contacts=check.contacts(),
         doi=check.doi(),
         link=check.link(),
+        translation_of=check.pattern(
+            "translation_of", RELEASE_ID, "the id of the release this one translates"
+        ),
         attachments_line=doc.lines.get("attachments"),
     )
 

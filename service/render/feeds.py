@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from feedgen.util import xml_elem
 from service.ingest.sanitize import strip_illegal
 from service.models import Attachment, Release
 from service.render.content import reader_body
+from service.render.environment import language_name
 from service.render.site import FeedKind, Site
 
 GENERATOR = "announce"  # no version: upgrading feedgen or the service must not change the bytes
@@ -27,11 +29,26 @@ _ATOM_LINK = "{http://www.w3.org/2005/Atom}link"
 JsonObject = dict[str, object]
 
 
-def render_feed(kind: FeedKind, releases: Sequence[Release], site: Site, topic: str | None = None) -> bytes:
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a feed lists: everything, one topic, or one language."""
+
+    topic: str | None = None
+    language: str | None = None
+
+
+def render_feed(
+    kind: FeedKind,
+    releases: Sequence[Release],
+    site: Site,
+    topic: str | None = None,
+    language: str | None = None,
+) -> bytes:
     """Render the feed of `kind` for `releases` (already ordered newest first, already limited)."""
+    scope = _Scope(topic, language)
     if kind is FeedKind.JSON:
-        return _json_feed(releases, site, topic)
-    generator = _feed_generator(kind, releases, site, topic)
+        return _json_feed(releases, site, scope)
+    generator = _feed_generator(kind, releases, site, scope)
     if kind is FeedKind.ATOM:
         return bytes(generator.atom_str(pretty=True))
     return bytes(generator.rss_str(pretty=True))
@@ -58,13 +75,21 @@ def _feed_updated(releases: Sequence[Release]) -> datetime:
     return _utc(max((release.updated for release in releases), default=EMPTY_FEED_UPDATED))
 
 
-def _feed_title(site: Site, topic: str | None) -> str:
-    return _clean(f"{site.title}: {topic}" if topic else site.title)
+def _feed_title(site: Site, scope: _Scope) -> str:
+    if scope.topic:
+        return _clean(f"{site.title}: {scope.topic}")
+    if scope.language:
+        return _clean(f"{site.title} ({language_name(scope.language)})")
+    return _clean(site.title)
 
 
-def _feed_description(site: Site, topic: str | None) -> str:
+def _feed_language(site: Site, scope: _Scope) -> str:
+    return _clean(scope.language or site.language)
+
+
+def _feed_description(site: Site, scope: _Scope) -> str:
     # RSS requires a non-empty channel description; fall back to the title rather than raise.
-    return _clean(site.description) or _feed_title(site, topic)
+    return _clean(site.description) or _feed_title(site, scope)
 
 
 def _entry_title(release: Release) -> str:
@@ -80,12 +105,18 @@ def _topics(release: Release) -> list[str]:
     return [term for term in map(_clean, release.announcement.topics) if term]
 
 
-def _self_url(kind: FeedKind, site: Site, topic: str | None) -> str:
-    return _clean(site.url(Site.feed_path(kind, topic)))
+def _self_url(kind: FeedKind, site: Site, scope: _Scope) -> str:
+    return _clean(site.url(Site.feed_path(kind, scope.topic, scope.language)))
 
 
-def _archive_url(site: Site, topic: str | None) -> str:
-    return _clean(site.url(Site.archive_path(1, topic)))
+def _archive_url(site: Site, scope: _Scope) -> str:
+    # The page a feed stands for; a language's feed stands for the whole archive.
+    return _clean(site.url(Site.archive_path(1, scope.topic)))
+
+
+def _feed_id(site: Site, scope: _Scope) -> str:
+    # Unique per feed: a language's feed gets its own (unserved) URL as its id.
+    return _clean(site.url(f"/{scope.language}/")) if scope.language else _archive_url(site, scope)
 
 
 def _permalink(release: Release, site: Site) -> str:
@@ -146,31 +177,31 @@ class _AtomEnclosures:
         return entry
 
 
-def _feed_generator(kind: FeedKind, releases: Sequence[Release], site: Site, topic: str | None) -> Any:
+def _feed_generator(kind: FeedKind, releases: Sequence[Release], site: Site, scope: _Scope) -> Any:
     generator = FeedGenerator()
     # RSS <author> must be an e-mail address; dc:creator carries a plain name.
     generator.load_extension("dc", atom=False, rss=True)
-    generator.id(_archive_url(site, topic))
-    generator.title(_feed_title(site, topic))
-    generator.description(_feed_description(site, topic))
-    generator.language(_clean(site.language))
+    generator.id(_feed_id(site, scope))
+    generator.title(_feed_title(site, scope))
+    generator.description(_feed_description(site, scope))
+    generator.language(_feed_language(site, scope))
     generator.author(name=_clean(site.author))
     generator.generator(GENERATOR)
     generator.updated(_feed_updated(releases))
-    _add_feed_links(generator, kind, site, topic)
+    _add_feed_links(generator, kind, site, scope)
     for release in releases:
         _add_entry(generator, kind, release, site)
     return generator
 
 
-def _add_feed_links(generator: Any, kind: FeedKind, site: Site, topic: str | None) -> None:
+def _add_feed_links(generator: Any, kind: FeedKind, site: Site, scope: _Scope) -> None:
     # Order matters: RSS <link> is the *last* link added, so self first and alternate last.
-    generator.link(href=_self_url(kind, site, topic), rel="self", type=kind.media_type)
+    generator.link(href=_self_url(kind, site, scope), rel="self", type=kind.media_type)
     if site.hub:
         hub = _clean(site.hub)
         generator.link(href=hub, rel="hub")
         generator.register_extension("hub", lambda: _RssHub(hub), None, atom=False, rss=True)
-    generator.link(href=_archive_url(site, topic), rel="alternate", type="text/html")
+    generator.link(href=_archive_url(site, scope), rel="alternate", type="text/html")
 
 
 def _add_entry(generator: Any, kind: FeedKind, release: Release, site: Site) -> None:
@@ -224,14 +255,14 @@ def _enclosure(release: Release, attachment: Attachment, site: Site) -> dict[str
 # --- JSON Feed 1.1 ------------------------------------------------------------------------------
 
 
-def _json_feed(releases: Sequence[Release], site: Site, topic: str | None) -> bytes:
+def _json_feed(releases: Sequence[Release], site: Site, scope: _Scope) -> bytes:
     feed: JsonObject = {
         "version": JSON_FEED_VERSION,
-        "title": _feed_title(site, topic),
-        "home_page_url": _archive_url(site, topic),
-        "feed_url": _self_url(FeedKind.JSON, site, topic),
-        "description": _feed_description(site, topic),
-        "language": _clean(site.language),
+        "title": _feed_title(site, scope),
+        "home_page_url": _archive_url(site, scope),
+        "feed_url": _self_url(FeedKind.JSON, site, scope),
+        "description": _feed_description(site, scope),
+        "language": _feed_language(site, scope),
         "authors": [{"name": _clean(site.author)}],
     }
     if site.hub:

@@ -55,9 +55,11 @@ class Site:
         return f"/announcements/{release_id}/attachments/{quote(name)}"
 
     @staticmethod
-    def feed_path(kind: FeedKind, topic: str | None = None) -> str:
-        """Path of the site feed, or of one topic's feed."""
-        return f"/topics/{topic}/feed.{kind}" if topic else f"/feed.{kind}"
+    def feed_path(kind: FeedKind, topic: str | None = None, language: str | None = None) -> str:
+        """Path of the site feed, of one topic's feed, or of one language's feed."""
+        if topic:
+            return f"/topics/{topic}/feed.{kind}"
+        return f"/{language}/feed.{kind}" if language else f"/feed.{kind}"
 
     @staticmethod
     def archive_path(number: int = 1, topic: str | None = None) -> str:

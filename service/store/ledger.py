@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -74,11 +76,15 @@ class Attempt:
 
 
 def _queued(
-    kind: DeliveryKind, key: str, release_id: str, version: int, now: datetime, horizon: timedelta
+    kind: DeliveryKind, key: Any, release_id: Any, version: Any, now: datetime, horizon: timedelta
 ) -> list[Any]:
-    """The constant columns of a new queued row, after subscriber_id, in _QUEUE_COLUMNS order."""
+    """The columns of a new queued row, after subscriber_id, in _QUEUE_COLUMNS order.
+
+    `key`, `release_id` and `version` are values, or SQL expressions evaluated per subscriber.
+    """
     return [
-        literal(kind.value), literal(key), literal(release_id), literal(version),
+        literal(kind.value),
+        *(v if isinstance(v, ColumnElement) else literal(v) for v in (key, release_id, version)),
         literal(DeliveryState.QUEUED.value), literal(0),
         literal(now, UTCDateTime), literal(now + horizon, UTCDateTime), literal(now, UTCDateTime),
     ]  # fmt: skip
@@ -92,8 +98,9 @@ def backoff(attempts: int) -> timedelta:
 class Ledger:
     """Repository of deliveries."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, default_language: str = "en") -> None:
         self._db = db
+        self._default_language = default_language.split("-")[0].lower()
 
     async def fan_out(
         self,
@@ -106,23 +113,41 @@ class Ledger:
     ) -> int | None:
         """Queue one bulletin per confirmed immediate subscriber whose topics match, exactly once per release.
 
-        Returns the number queued, or None if the release was already fanned out (by us or another node).
-        With `mail` False the release is only marked done (too old to mail).
+        A release with several language versions is mailed once: each subscriber gets the version in
+        their language, else the one in the default language, else this one. Returns the number
+        queued, or None if the release was already fanned out (by us or another node). With `mail`
+        False the release is only marked done (too old to mail).
         """
         async with self._db.engine.begin() as conn:
-            won = await conn.execute(
-                update(releases)
-                .where(
-                    releases.c.id == release_id,
-                    releases.c.state == ReleaseState.PUBLISHED,
-                    releases.c.fanout_at.is_(None),
+            key = (
+                await conn.execute(select(releases.c.translation_key).where(releases.c.id == release_id))
+            ).scalar_one_or_none()
+            # Locking every version first makes two nodes fanning out two versions at once take turns.
+            group = (
+                await conn.execute(
+                    select(
+                        releases.c.id,
+                        releases.c.version,
+                        releases.c.language,
+                        releases.c.state,
+                        releases.c.fanout_at,
+                    )
+                    .where(releases.c.translation_key == key)
+                    .order_by(releases.c.id)
+                    .with_for_update()
                 )
-                .values(fanout_at=now)
-            )
-            if not won.rowcount:
+            ).all()
+            mine = next((g for g in group if g.id == release_id), None)
+            if mine is None or mine.state != ReleaseState.PUBLISHED or mine.fanout_at is not None:
                 return None
-            if not mail:
-                return 0
+            mailed_before = any(g.fanout_at is not None for g in group)
+            versions = [g for g in group if g.state == ReleaseState.PUBLISHED and g.fanout_at is None]
+            await conn.execute(
+                update(releases).where(releases.c.id.in_([g.id for g in versions])).values(fanout_at=now)
+            )
+            if mailed_before or not mail:
+                return 0  # a version published later than the others is not mailed again
+            chosen_id, chosen_version = self._version_for_each_subscriber(versions, release_id, version)
             wants_topic = exists(
                 select(subscriber_topics.c.topic).where(
                     subscriber_topics.c.subscriber_id == subscribers.c.id,
@@ -133,7 +158,12 @@ class Ledger:
                 select(
                     subscribers.c.id,
                     *_queued(
-                        DeliveryKind.BULLETIN, f"bulletin:{release_id}", release_id, version, now, horizon
+                        DeliveryKind.BULLETIN,
+                        literal("bulletin:") + chosen_id,
+                        chosen_id,
+                        chosen_version,
+                        now,
+                        horizon,
                     ),
                 )
                 .where(
@@ -147,6 +177,26 @@ class Ledger:
             )
             result = await conn.execute(insert(deliveries).from_select(_QUEUE_COLUMNS, audience))
             return int(result.rowcount)
+
+    def _version_for_each_subscriber(
+        self, versions: Sequence[Any], release_id: str, version: int
+    ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        # SQL giving, per subscriber row, the id and version of the language version they get.
+        default = next((g for g in versions if g.language == self._default_language), None)
+        fallback_id, fallback_version = (default.id, default.version) if default else (release_id, version)
+        first: dict[str, Any] = {}
+        for g in versions:  # sorted by id: the first id wins within a language
+            first.setdefault(g.language, g)
+        lang = func.lower(subscribers.c.lang)
+        cases = [
+            (or_(lang == code, lang.like(f"{code}-%")), g) for code, g in first.items() if g.id != fallback_id
+        ]
+        if not cases:
+            return literal(fallback_id), literal(fallback_version)
+        return (
+            case(*((speaks, literal(g.id)) for speaks, g in cases), else_=literal(fallback_id)),
+            case(*((speaks, literal(g.version)) for speaks, g in cases), else_=literal(fallback_version)),
+        )
 
     async def awaiting_fan_out(self) -> list[tuple[str, int, list[str], datetime]]:
         """(id, version, topics, date) of published releases whose bulletins are not queued yet."""

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import DuplicateIdError
@@ -71,6 +71,8 @@ def _row_values(ann: Announcement, digest: str) -> dict[str, Any]:
         "contacts": [asdict(c) for c in ann.contacts] or None,
         "doi": ann.doi,
         "link": ann.link,
+        "translation_key": ann.translation_key,
+        "language": ann.language[:8],
         "content_hash": digest,
     }
 
@@ -93,6 +95,7 @@ def _to_release(row: Row[Any]) -> Release:
         contacts=tuple(Contact(**c) for c in m["contacts"] or ()),
         doi=m["doi"],
         link=m["link"],
+        translation_of=m["translation_key"] if m["translation_key"] != m["id"] else None,
     )
     return Release(
         announcement=announcement,
@@ -128,8 +131,9 @@ async def _set_topics(conn: AsyncConnection, release_id: str, topics: Sequence[s
 class Releases:
     """Repository of releases."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, default_language: str = "en") -> None:
         self._db = db
+        self._default_language = default_language.split("-")[0].lower()
 
     async def upsert(
         self, ann: Announcement, *, guid: str, now: datetime, live_sources: Collection[str]
@@ -333,13 +337,39 @@ class Releases:
         topic_ids = select(release_topics.c.release_id).where(release_topics.c.topic == topic)
         return and_(condition, releases.c.id.in_(topic_ids))
 
-    async def latest(self, limit: int, topic: str | None = None) -> list[Release]:
-        """The newest published releases (by release date), newest first."""
-        return list((await self.page(1, limit, topic)).releases)
+    def _listed(self, topic: str | None, language: str | None) -> Any:
+        # A language's feed lists its versions; the site's lists one version of each release: the
+        # one in the default language, else the first by id.
+        if language is not None:
+            return and_(self._visible(topic), releases.c.language == language)
+        other, default = releases.alias("other"), self._default_language
+        mine_default, other_default = releases.c.language == default, other.c.language == default
+        preferred = (
+            select(other.c.id)
+            .where(
+                other.c.translation_key == releases.c.translation_key,
+                other.c.id != releases.c.id,
+                other.c.state == ReleaseState.PUBLISHED,
+                or_(
+                    and_(other_default, ~mine_default),
+                    and_(other_default == mine_default, other.c.id < releases.c.id),
+                ),
+            )
+            .exists()
+        )
+        return and_(self._visible(topic), ~preferred)
 
-    async def page(self, number: int, size: int, topic: str | None = None) -> ReleasePage:
-        """One archive page of published releases, newest first."""
-        where = self._visible(topic)
+    async def latest(
+        self, limit: int, topic: str | None = None, language: str | None = None
+    ) -> list[Release]:
+        """The newest listed releases (by release date), newest first; see page()."""
+        return list((await self.page(1, limit, topic, language)).releases)
+
+    async def page(
+        self, number: int, size: int, topic: str | None = None, language: str | None = None
+    ) -> ReleasePage:
+        """One archive page, newest first: one version of each release, or a language's versions."""
+        where = self._listed(topic, language)
         async with self._db.engine.connect() as conn:
             total = (await conn.execute(select(func.count()).select_from(releases).where(where))).scalar_one()
             pages = max(1, -(-total // size))
@@ -354,6 +384,19 @@ class Releases:
             )
             items = tuple(_to_release(r) for r in rows)
         return ReleasePage(items, number, pages, total)
+
+    async def versions(self, release: Release) -> list[tuple[str, str]]:
+        """(lang, id) of every published language version of a release, itself included, by language."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(releases.c.lang, releases.c.id)
+                .where(
+                    releases.c.translation_key == release.announcement.translation_key,
+                    releases.c.state == ReleaseState.PUBLISHED,
+                )
+                .order_by(releases.c.language, releases.c.id)
+            )
+            return [(r.lang, r.id) for r in rows]
 
     async def get(self, release_id: str) -> Release | None:
         """A published release by id; None if unknown, embargoed or withdrawn."""

@@ -82,11 +82,14 @@ releases = Table(
     Column("doi", String(256)),
     Column("link", String(2000)),
     Column("held_at", UTCDateTime),  # when a missed embargo put it on hold for an operator
+    Column("translation_key", String(128), nullable=False),  # shared by the language versions of one release
+    Column("language", String(8), nullable=False),  # primary subtag of lang, for per-language feeds
     Column("correction", Text),
     Column("corrected_at", UTCDateTime),
     Column("correction_fanout_at", UTCDateTime),  # when notices for the current correction were queued
     Index(None, "state", "date"),
     Index(None, "source"),
+    Index(None, "translation_key"),
 )
 
 release_topics = Table(

@@ -49,6 +49,7 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
         ("/topics/{topic}/page/{number:int}", h.archive, "topic_archive_page"),
         ("/feed.{kind:feedkind}", h.feed, "feed"),
         ("/topics/{topic}/feed.{kind:feedkind}", h.feed, "topic_feed"),
+        ("/{language}/feed.{kind:feedkind}", h.feed, "language_feed"),
         ("/announcements/{release_id}", h.announcement, "announcement"),
         ("/announcements/{release_id}/attachments/{name}", h.attachment, "attachment"),
     ):

@@ -55,10 +55,11 @@ class Handlers:
         return Response(self.deps.views.not_found(), status_code=404, media_type=HTML)
 
     async def feed(self, request: Request) -> Response:
-        """GET /feed.{rss,atom,json} and /topics/{topic}/feed.{...}."""
+        """GET /feed.{rss,atom,json}, /topics/{topic}/feed.{...} and /{language}/feed.{...}."""
         kind = FeedKind(request.path_params["kind"])
         self.deps.metrics.feed_requests.labels(format=kind.value).inc()
-        rendered = await self.deps.views.feed(kind, request.path_params.get("topic"))
+        params = request.path_params
+        rendered = await self.deps.views.feed(kind, params.get("topic"), params.get("language"))
         return self._answer(request, rendered, "feed")
 
     async def archive(self, request: Request) -> Response:

@@ -26,7 +26,7 @@ DATE_HINT = "use ISO 8601, e.g. " + DATE_EXAMPLES + " or 2020-02-12T09:00 Europe
 NAIVE_HINT = "add an offset such as +01:00 or Z, or give a date alone"
 KNOWN_KEYS = (
     "known keys: title, date, id, summary, topics, author, lang, publish_at, attachments, draft, correction, "
-    "contacts, doi, link"
+    "contacts, doi, link, translation_of"
 )
 
 
@@ -859,5 +859,7 @@ def test_publish_at_in_a_named_zone(tmp_path: Path, value: str, expected: str) -
     ],
     ids=["dst-gap", "dst-fold", "unknown-zone", "path-as-zone", "offset-and-zone"],
 )
-def test_publish_at_in_a_named_zone_is_never_guessed(tmp_path: Path, value: str, reason: str, hint: str) -> None:
+def test_publish_at_in_a_named_zone_is_never_guessed(
+    tmp_path: Path, value: str, reason: str, hint: str
+) -> None:
     assert field_error(tmp_path, TITLE, DATE, f"publish_at: {value}") == (reason, 4, hint)

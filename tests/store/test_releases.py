@@ -169,7 +169,12 @@ async def test_counts_by_state(parts: Components, clock: FakeClock) -> None:
     await store(parts, announcement("c"), clock)
     await parts.releases.withdraw(["c"], clock.now())
     counts = await parts.releases.counts()
-    assert counts == {ReleaseState.PUBLISHED: 1, ReleaseState.SCHEDULED: 1, ReleaseState.WITHDRAWN: 1}
+    assert counts == {
+        ReleaseState.PUBLISHED: 1,
+        ReleaseState.SCHEDULED: 1,
+        ReleaseState.HELD: 0,
+        ReleaseState.WITHDRAWN: 1,
+    }
 
 
 async def test_attachments_and_unicode_round_trip(parts: Components, clock: FakeClock) -> None:
