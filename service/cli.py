@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -196,6 +197,9 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
         last = await parts.sources.last_scan()
         problems = await parts.sources.problems()
         held = await parts.releases.held()
+        cluster = parts.jobs.cluster
+        alive = datetime.now(UTC) - timedelta(seconds=3 * settings.heartbeat_seconds)
+        nodes = await cluster.nodes(alive) if cluster is not None else []
         audience = await parts.subscribers.counts()
         deliveries = await parts.ledger.progress()
     finally:
@@ -217,6 +221,12 @@ async def _status(settings: Settings, _: argparse.Namespace) -> int:
             f"missed (held {held_at.astimezone(settings.tz).isoformat(timespec='minutes')}); "
             f"publish it with: announce release {release_id}"
         )
+    print(f"nodes: {len(nodes)} running")
+    for node in nodes:
+        since, seen = (
+            t.astimezone(settings.tz).isoformat(timespec="seconds") for t in (node.started_at, node.seen_at)
+        )
+        print(f"  {node.name}: up since {since}, seen {seen}: {node.activity}")
     print("subscribers: " + ", ".join(f"{state.value} {n}" for state, n in audience.items()))
     cli_mail.print_delivery_status(deliveries)
     return 0

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between full rescans of the folder (safety net for the watcher).",
     )
+    heartbeat_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often a running node records that it is alive (announce status lists the nodes "
+        "seen in the last three heartbeats).",
+    )
     settle_seconds: float = Field(
         0.5,
         ge=0,

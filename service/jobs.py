@@ -22,6 +22,7 @@ from service.ingest.reader import read_release
 from service.metrics import Metrics
 from service.models import Announcement, FileProblem, Frequency, Release, ScanReport
 from service.render.site import FeedKind, Site
+from service.store.cluster import Cluster
 from service.store.ledger import Ledger
 from service.store.releases import Change, Releases
 from service.store.sources import Dependency, FileSeen, SourceRecord, Sources
@@ -62,6 +63,7 @@ class JobContext:
     fan_out: FanOutPolicy = field(default_factory=FanOutPolicy)
     on_queued: Callable[[], None] = lambda: None  # wakes the dispatcher
     embargo_grace: timedelta = timedelta(minutes=30)  # later than this, a missed embargo is held
+    cluster: Cluster | None = None  # the other nodes on this database; None: this process alone
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -79,7 +81,8 @@ def feed_urls(site: Site, topics: Iterable[str]) -> list[str]:
 
 async def scan(ctx: JobContext) -> ScanReport:
     """Bring the store in line with the folder: ingest new and changed files, withdraw deleted ones."""
-    async with ctx.scan_lock:
+    # One scan at a time across every node on the database: they share the folder and the store.
+    async with ctx.cluster.exclusive("scan") if ctx.cluster is not None else ctx.scan_lock:
         started = time.perf_counter()
         files = await asyncio.to_thread(list_release_files, ctx.folder, ctx.options.languages)
         known = await ctx.sources.snapshot()
@@ -136,12 +139,24 @@ DIGEST_PERIODS = {Frequency.DAILY: timedelta(days=1), Frequency.WEEKLY: timedelt
 
 
 async def queue_digests(ctx: JobContext, frequency: Frequency) -> int:
-    """The digest job: queue a digest for each daily (or weekly) subscriber with news since the last one."""
+    """The digest job: queue a digest for each daily (or weekly) subscriber with news since the last one.
+
+    Every node runs it at the same time: they take turns, and those after the first find the run
+    recorded as done (queueing is idempotent too, so a node that dies midway is finished by the next).
+    """
     if ctx.ledger is None:
         return 0
-    queued = await ctx.ledger.queue_digests(
-        frequency, DIGEST_PERIODS[frequency], ctx.clock.now(), ctx.fan_out.horizon, ctx.fan_out.max_age
-    )
+    job, run = f"digest:{frequency}", ctx.clock.now().date().isoformat()
+    async with ctx.cluster.exclusive(job) if ctx.cluster is not None else contextlib.nullcontext():
+        if ctx.cluster is not None and await ctx.cluster.has_run(job, run):
+            log.info("digests already queued by another node", extra={"frequency": frequency.value})
+            return 0
+        now = ctx.clock.now()
+        queued = await ctx.ledger.queue_digests(
+            frequency, DIGEST_PERIODS[frequency], now, ctx.fan_out.horizon, ctx.fan_out.max_age
+        )
+        if ctx.cluster is not None:
+            await ctx.cluster.record_run(job, run, now)
     log.info("digests queued", extra={"frequency": frequency.value, "count": queued})
     if queued:
         ctx.on_queued()

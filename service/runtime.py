@@ -35,6 +35,7 @@ from service.render.environment import make_environment
 from service.render.pages import PageRenderer
 from service.render.site import Site
 from service.scheduler import DigestSchedule, Scheduler
+from service.store.cluster import Cluster
 from service.store.database import Database, open_database
 from service.store.ledger import Ledger
 from service.store.releases import Releases
@@ -132,10 +133,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
         notifier=WebSubPublisher(settings.websub_hub, metrics) if settings.websub_hub else None,
     )
     mailer = make_mailer(settings)
+    node = f"{socket.gethostname()}:{os.getpid()}"
     dispatcher = Dispatcher(
         ledger, make_composer(settings, site, templates, releases, tokens), mailer, clock, metrics,
         DispatchPolicy(
-            node=f"{socket.gethostname()}:{os.getpid()}",
+            node=node,
             batch=settings.dispatch_batch,
             lease=timedelta(seconds=settings.lease_seconds),
             concurrency=settings.smtp_pool_size,
@@ -149,6 +151,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     )
     ctx.on_queued = audience.wake_dispatcher = dispatcher.wake
     ctx.embargo_grace = timedelta(minutes=settings.embargo_grace_minutes)
+    ctx.cluster = Cluster(database, node)
     return Components(
         settings, database, releases, sources, metrics, views, ctx,
         subscribers, ledger, audience, tokens, site, templates, mailer, dispatcher,
@@ -241,7 +244,10 @@ async def serve(settings: Settings) -> None:
         settings.announcements_dir.mkdir(parents=True, exist_ok=True)
         hour, minute = (int(x) for x in settings.digest_time.split(":"))
         digests = DigestSchedule(hour, minute, settings.weekly_digest_day, settings.tz)
-        app = make_app(parts, Scheduler(parts.jobs, settings.scan_interval, parts.dispatcher, digests))
+        scheduler = Scheduler(
+            parts.jobs, settings.scan_interval, parts.dispatcher, digests, settings.heartbeat_seconds
+        )
+        app = make_app(parts, scheduler)
         config = uvicorn.Config(
             app,
             host=settings.http_host,

@@ -41,8 +41,11 @@ class Scheduler:
         scan_interval: float,
         dispatcher: Dispatcher | None = None,
         digests: DigestSchedule | None = None,
+        heartbeat: float = 10.0,
     ) -> None:
         self._ctx = ctx
+        self._heartbeat = heartbeat
+        self._scans = 0
         self._digests = digests
         self._dispatcher = dispatcher
         self._stop = asyncio.Event()
@@ -73,6 +76,11 @@ class Scheduler:
                     day_of_week=days, hour=d.hour, minute=d.minute, timezone=d.timezone,
                     replace_existing=True,
                 )  # fmt: skip
+        if self._ctx.cluster is not None:
+            self._scheduler.add_job(
+                self.beat, "interval", seconds=self._heartbeat, id="heartbeat", replace_existing=True
+            )
+            await self.beat()
         self._scheduler.start()
         await self.sync_embargoes()
         self._loop_task = asyncio.create_task(self._scan_loop(), name="scan-loop")
@@ -92,6 +100,20 @@ class Scheduler:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self._ctx.cluster is not None:
+            with contextlib.suppress(Exception):  # stopping must not fail on a database that is gone
+                await self._ctx.cluster.leave()
+
+    async def beat(self) -> None:
+        """The heartbeat job: tell the other nodes this one is alive and what it has done."""
+        sent = self._dispatcher.sent if self._dispatcher is not None else 0
+        assert self._ctx.cluster is not None
+        try:
+            await self._ctx.cluster.heartbeat(
+                self._ctx.clock.now(), f"{self._scans} scans, {sent} messages sent"
+            )
+        except Exception:
+            log.exception("heartbeat failed; retrying at the next one")
 
     def request_scan(self) -> None:
         """Ask for a scan soon; many requests while one runs become one more scan, never zero."""
@@ -100,7 +122,9 @@ class Scheduler:
     async def scan_now(self) -> ScanReport:
         """Scan immediately and reschedule embargoes if anything changed."""
         report = await jobs.scan(self._ctx)
-        if report.changed and self._scheduler.running:
+        self._scans += 1
+        # Always: another node may have ingested (or rescheduled) a release this node did not read.
+        if self._scheduler.running:
             await self.sync_embargoes()
         return report
 

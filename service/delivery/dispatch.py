@@ -52,6 +52,7 @@ class Dispatcher:
         self._metrics = metrics
         self._policy = policy
         self._wake = asyncio.Event()
+        self.sent = 0  # messages accepted by the server since start (heartbeats report it)
 
     def wake(self) -> None:
         """Something was queued: look at the ledger now rather than at the next poll."""
@@ -85,6 +86,7 @@ class Dispatcher:
         )
         await self._ledger.record(attempts, self._clock.now(), policy.retry_unknown, policy.unknown_delay)
         self._metrics.queue_depth.set(await self._ledger.pending(self._clock.now(), policy.retry_unknown))
+        self.sent += sum(a.result.outcome is Outcome.SENT for a in attempts)
         for attempt in attempts:
             self._metrics.deliveries.labels(outcome=attempt.result.outcome.value).inc()
             if attempt.result.outcome is not Outcome.SENT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ class Database:
         """Bring the schema to the newest version and create the singleton rows."""
         try:
             async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # Nodes starting together take turns: the first migrates, the others find it done.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("migrate")}
+                    )
                 await conn.run_sync(_upgrade)
                 if (await conn.execute(select(site_state.c.id))).first() is None:
                     epoch = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +58,11 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def lock_key(name: str) -> int:
+    """The 64-bit PostgreSQL advisory lock number of a named lock (the same on every node)."""
+    return int.from_bytes(hashlib.sha256(f"announce:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 def _upgrade(connection: Connection) -> None:

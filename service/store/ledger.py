@@ -442,8 +442,7 @@ class Ledger:
                     reply=bindparam("b_reply"),
                     message_id=bindparam("b_message_id"),
                     release_version=func.coalesce(bindparam("b_version"), deliveries.c.release_version),
-                    claimed_by=None,
-                    claimed_until=None,
+                    claimed_until=None,  # claimed_by stays: which node made the last attempt
                 )
             )
             await conn.execute(statement, updates)

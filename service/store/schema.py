@@ -127,6 +127,24 @@ site_state = Table(
     Column("last_scan_problems", Integer),
 )
 
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(100), primary_key=True),  # host:pid
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),  # the last heartbeat
+    Column("activity", Text, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(100), primary_key=True),  # e.g. digest:daily
+    Column("run", String(100), primary_key=True),  # which run, e.g. the day
+    Column("node", String(100), nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+)
+
 subscribers = Table(
     "subscribers",
     metadata,
@@ -172,7 +190,7 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
-    Column("claimed_by", String(100)),
+    Column("claimed_by", String(100)),  # the node holding the row, or that made the last attempt
     Column("claimed_until", UTCDateTime),
     Column("message_id", String(300)),
     Column("reply", Text),

@@ -1,0 +1,239 @@
+"""Several `announce run` processes on one PostgreSQL database and one folder (real processes).
+
+Every subscriber gets each release exactly once, the work is shared, a node killed mid fan-out is
+finished by the others after its lease, racing nodes publish an embargo once, and nodes started
+together on an empty database migrate it once. Figures are printed for the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import func, insert, select
+
+from service.config import Settings
+from service.models import DeliveryState
+from service.runtime import build
+from service.store.schema import deliveries, nodes, releases, subscribers
+from tests.conftest import Inbox, make_settings
+from tests.delivery.smtpd import SmtpServer
+from tests.processes import free_port, healthy, start_service
+
+pytestmark = pytest.mark.slow
+BATCH = 200
+LANES = 2  # DispatchPolicy.lanes
+SECRET = "cluster-test-secret-" + "x" * 40  # every node must sign links with the same key
+
+
+@pytest.fixture
+async def pg(postgres_url: str | None) -> str:
+    """An empty PostgreSQL schema (these tests are about PostgreSQL only)."""
+    if postgres_url is None:
+        pytest.skip("PostgreSQL not reachable")
+    conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    return postgres_url
+
+
+def cluster_settings(tmp_path: Path, url: str, server: SmtpServer) -> Settings:
+    return make_settings(tmp_path, database_url=url, smtp_port=server.port, secret_key=SECRET)
+
+
+async def seed(settings: Settings, audience: int) -> None:
+    parts = build(settings)
+    await parts.database.migrate()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "email": f"s{n:06d}@example.com", "state": "confirmed", "all_topics": True, "lang": "en",
+            "frequency": "immediate", "generation": 1, "consent_method": "import", "consent_source": "test",
+            "consent_at": now, "created_at": now, "confirmed_at": now,
+        }
+        for n in range(audience)
+    ]  # fmt: skip
+    async with parts.database.engine.begin() as conn:
+        for start in range(0, audience, 5000):
+            await conn.execute(insert(subscribers), rows[start : start + 5000])
+    await parts.close()
+
+
+@contextmanager
+def nodes_running(settings: Settings, count: int, **extra: object) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` nodes on the same database and folder; killed (only they) at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+    ports = [free_port() for _ in range(count)]
+    try:
+        for index, port in enumerate(ports):
+            started.append(
+                start_service(
+                    settings.data_dir.parent,
+                    port,
+                    settings.data_dir.parent / f"node{index}.log",
+                    database_url=settings.effective_database_url,
+                    mail_transport="smtp",
+                    smtp_port=settings.smtp_port,
+                    secret_key=SECRET,
+                    dispatch_batch=BATCH,
+                    lease_seconds=3,
+                    settle_seconds=0,
+                    heartbeat_seconds=1,
+                    log_level="WARNING",
+                    **extra,
+                )
+            )
+        deadline = time.monotonic() + 40
+        for process, port in zip(started, ports, strict=True):
+            while not healthy(f"http://127.0.0.1:{port}"):
+                assert process.poll() is None, "a node died while starting"
+                assert time.monotonic() < deadline, "nodes did not start"
+                time.sleep(0.1)
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+async def wait_for(server: SmtpServer, distinct: int, within: float) -> None:
+    async with asyncio.timeout(within):
+        while len({m.rcpt_tos[0] for m in server.messages}) < distinct:  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.05)
+
+
+async def sent_by_node(settings: Settings) -> dict[str, int]:
+    parts = build(settings)
+    try:
+        async with parts.database.engine.connect() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.claimed_by, func.count())
+                .where(deliveries.c.state == DeliveryState.SENT)
+                .group_by(deliveries.c.claimed_by)
+            )
+            split: Counter[str] = Counter()
+            for token, count in rows:
+                split[str(token).split("#")[0]] += int(count)
+            return dict(split)
+    finally:
+        await parts.close()
+
+
+def logs(settings: Settings) -> str:
+    return "".join(p.read_text() for p in sorted(settings.data_dir.parent.glob("node*.log")))
+
+
+def recent() -> str:
+    return (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+
+async def test_three_nodes_mail_every_subscriber_exactly_once(
+    tmp_path: Path, pg: str, server: SmtpServer
+) -> None:
+    audience = 20_000
+    settings = cluster_settings(tmp_path, pg, server)
+    await seed(settings, audience)
+    with nodes_running(settings, 3):
+        started = time.monotonic()
+        Inbox(settings.announcements_dir).release("news.md", date=recent())
+        await wait_for(server, audience, within=300)
+        seconds = time.monotonic() - started
+        await asyncio.sleep(1.5)  # let a late duplicate, if any, arrive before counting
+    per_address = Counter(m.rcpt_tos[0] for m in server.messages)
+    split = await sent_by_node(settings)
+    print(
+        f"\n3 nodes: {audience} subscribers, received {len(per_address)} distinct, "
+        f"{sum(per_address.values())} messages in {seconds:.1f} s; "
+        f"split {sorted(split.values(), reverse=True)}"
+    )
+    assert len(per_address) == audience
+    assert max(per_address.values()) == 1
+    assert len(split) == 3, f"not every node sent: {split}"
+    assert min(split.values()) >= audience // 10, f"work not shared: {split}"
+    assert "Traceback" not in logs(settings)
+
+
+async def test_a_node_killed_mid_fan_out_is_finished_by_the_others(
+    tmp_path: Path, pg: str, server: SmtpServer
+) -> None:
+    audience = 6_000
+    settings = cluster_settings(tmp_path, pg, server)
+    await seed(settings, audience)
+    with nodes_running(settings, 3) as running:
+        Inbox(settings.announcements_dir).release("news.md", date=recent())
+        await wait_for(server, audience // 3, within=120)
+        victim = running[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_at = time.monotonic()
+        await wait_for(server, audience, within=180)
+        recovery = time.monotonic() - killed_at
+    per_address = Counter(m.rcpt_tos[0] for m in server.messages)
+    duplicates = sum(n - 1 for n in per_address.values())
+    print(
+        f"\nkill one of 3 nodes: expected {audience}, received {len(per_address)} distinct, "
+        f"duplicates {duplicates} (bound {BATCH * LANES}), done {recovery:.1f} s after the kill"
+    )
+    assert len(per_address) == audience
+    assert duplicates <= BATCH * LANES
+
+
+async def test_two_nodes_racing_on_an_embargo_publish_and_mail_once(
+    tmp_path: Path, pg: str, server: SmtpServer
+) -> None:
+    audience = 300
+    settings = cluster_settings(tmp_path, pg, server)
+    await seed(settings, audience)
+    with nodes_running(settings, 2):
+        embargo = datetime.now(UTC) + timedelta(seconds=4)
+        Inbox(settings.announcements_dir).release(
+            "embargoed.md", date=recent(), publish_at=embargo.isoformat()
+        )
+        await wait_for(server, audience, within=60)
+        await asyncio.sleep(2)  # both nodes' embargo jobs have fired by now
+    per_address = Counter(m.rcpt_tos[0] for m in server.messages)
+    assert len(per_address) == audience
+    assert max(per_address.values()) == 1
+    assert datetime.now(UTC) > embargo
+    parts = build(settings)
+    try:
+        async with parts.database.engine.connect() as conn:
+            published = (await conn.execute(select(releases.c.published_at, releases.c.fanout_at))).one()
+    finally:
+        await parts.close()
+    assert published.published_at >= embargo
+    assert published.fanout_at is not None
+
+
+async def test_nodes_started_together_migrate_an_empty_database_once(
+    tmp_path: Path, pg: str, server: SmtpServer
+) -> None:
+    settings = cluster_settings(tmp_path, pg, server)
+    with nodes_running(settings, 3):
+        await asyncio.sleep(2.5)  # two heartbeats
+        parts = build(settings)
+        try:
+            async with parts.database.engine.connect() as conn:
+                seen = (await conn.execute(select(func.count()).select_from(nodes))).scalar_one()
+        finally:
+            await parts.close()
+    assert seen == 3
+    assert "Traceback" not in logs(settings)
+    assert "cannot open or migrate" not in logs(settings)
