@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for each SMTP reply.")
     smtp_pool_size: int = Field(4, ge=1, le=100, description="Persistent SMTP connections at most.")
     smtp_rate_limit: float = Field(0.0, ge=0, description="Messages per second at most; 0: no limit.")
+    smtp_rate_scope: Literal["node", "cluster"] = Field(
+        "node",
+        description="node: smtp_rate_limit is per node; cluster: for all nodes together, each taking "
+        "an equal share of it (the nodes seen by the heartbeats).",
+    )
     dkim_key_file: Path | None = Field(
         None, description="Private key to DKIM-sign mail (RSA PEM, or dkimpy's Ed25519); empty: no signature."
     )

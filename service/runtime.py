@@ -142,6 +142,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
             lease=timedelta(seconds=settings.lease_seconds),
             concurrency=settings.smtp_pool_size,
             retry_unknown=settings.unknown_policy == "retry",
+            shared_rate=settings.smtp_rate_scope == "cluster",
         ),
     )  # fmt: skip
     ctx.ledger = ledger

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, tzinfo
+from datetime import UTC, timedelta, tzinfo
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -108,12 +108,15 @@ class Scheduler:
         """The heartbeat job: tell the other nodes this one is alive and what it has done."""
         sent = self._dispatcher.sent if self._dispatcher is not None else 0
         assert self._ctx.cluster is not None
+        now = self._ctx.clock.now()
         try:
-            await self._ctx.cluster.heartbeat(
-                self._ctx.clock.now(), f"{self._scans} scans, {sent} messages sent"
-            )
+            await self._ctx.cluster.heartbeat(now, f"{self._scans} scans, {sent} messages sent")
+            alive = await self._ctx.cluster.nodes(now - timedelta(seconds=3 * self._heartbeat))
         except Exception:
             log.exception("heartbeat failed; retrying at the next one")
+            return
+        if self._dispatcher is not None:
+            self._dispatcher.nodes_running(len(alive))
 
     def request_scan(self) -> None:
         """Ask for a scan soon; many requests while one runs become one more scan, never zero."""

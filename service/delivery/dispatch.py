@@ -31,6 +31,7 @@ class DispatchPolicy:
     unknown_delay: timedelta = timedelta(minutes=10)
     idle_poll: float = 5.0  # seconds between looks at the ledger when nothing woke us
     lanes: int = 2  # batches in progress at once
+    shared_rate: bool = False  # the SMTP rate limit is for all nodes together (smtp_rate_scope: cluster)
 
 
 class Dispatcher:
@@ -53,6 +54,11 @@ class Dispatcher:
         self._policy = policy
         self._wake = asyncio.Event()
         self.sent = 0  # messages accepted by the server since start (heartbeats report it)
+
+    def nodes_running(self, count: int) -> None:
+        """The heartbeats saw `count` nodes: take an equal share of a cluster-wide rate limit."""
+        if self._policy.shared_rate:
+            self._mailer.share(1 / max(count, 1))
 
     def wake(self) -> None:
         """Something was queued: look at the ledger now rather than at the next poll."""

@@ -29,3 +29,7 @@ class Mailer(Protocol):
     async def close(self) -> None:
         """Release connections and files."""
         ...
+
+    def share(self, fraction: float) -> None:
+        """Send at `fraction` of the configured rate limit (several nodes share one limit)."""
+        ...

@@ -41,6 +41,9 @@ class OutboxMailer:
     async def close(self) -> None:
         """Nothing to release: every file is closed when written."""
 
+    def share(self, fraction: float) -> None:
+        """Files are not rate-limited."""
+
 
 def file_stem(key: str, message_id: str) -> str:
     """A file name stem from `key`, limited to `[A-Za-z0-9._-]` and never hidden, `.` or `..`.

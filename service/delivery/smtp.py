@@ -63,8 +63,13 @@ class _TokenBucket:
     next free slot synchronously and sleeps until it, so waiters never spin and the order is fair."""
 
     def __init__(self, rate: float) -> None:
+        self.rate = rate
         self._interval = 1.0 / rate
         self._next = 0.0
+
+    def pace(self, rate: float) -> None:
+        """Change the rate from the next acquisition on."""
+        self._interval = 1.0 / rate
 
     async def acquire(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -109,6 +114,11 @@ class SmtpMailer:
         self._bucket = _TokenBucket(options.rate_limit) if options.rate_limit > 0 else None
         self._local_hostname = options.local_hostname
         self._closed = False
+
+    def share(self, fraction: float) -> None:
+        """Send at `fraction` of `rate_limit` (with N nodes sharing the relay's limit, 1/N each)."""
+        if self._bucket is not None and fraction > 0:
+            self._bucket.pace(self._bucket.rate * min(fraction, 1.0))
 
     async def send(self, envelope: Envelope) -> SendResult:
         """Attempt delivery once over a pooled connection and classify the result."""

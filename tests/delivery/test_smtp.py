@@ -338,6 +338,19 @@ async def test_rate_limit_paces_sends_across_the_pool(
     assert elapsed >= 0.4  # 10 messages at 20/s: the tenth may start 9/20 s after the first
 
 
+async def test_a_node_takes_its_share_of_a_cluster_wide_rate_limit(
+    mail_server: SmtpServer, make_mailer: MakeMailer
+) -> None:
+    mailer = make_mailer(pool_size=4, rate_limit=40)
+    mailer.share(1 / 4)  # four nodes share 40/s: 10/s each
+    async with asyncio.timeout(LIMIT):
+        started = time.monotonic()
+        results = await asyncio.gather(*(mailer.send(envelope(n)) for n in range(6)))
+        elapsed = time.monotonic() - started
+    assert {r.outcome for r in results} == {Outcome.SENT}
+    assert elapsed >= 0.45  # 6 messages at 10/s: the sixth starts 5/10 s after the first (40/s: 0.125)
+
+
 # ---- the bytes on the wire -----------------------------------------------------------------------
 
 
