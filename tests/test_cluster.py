@@ -14,10 +14,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -70,47 +72,55 @@ async def seed(settings: Settings, audience: int) -> None:
     await parts.close()
 
 
-@contextmanager
-def nodes_running(settings: Settings, count: int, **extra: object) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`count` nodes on the same database and folder; killed (only they) at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-    ports = [free_port() for _ in range(count)]
-    try:
-        for index, port in enumerate(ports):
-            started.append(
-                start_service(
-                    settings.data_dir.parent,
-                    port,
-                    settings.data_dir.parent / f"node{index}.log",
-                    database_url=settings.effective_database_url,
-                    mail_transport="smtp",
-                    smtp_port=settings.smtp_port,
-                    secret_key=SECRET,
-                    dispatch_batch=BATCH,
-                    lease_seconds=3,
-                    settle_seconds=0,
-                    heartbeat_seconds=1,
-                    log_level="WARNING",
-                    **extra,
-                )
-            )
+@dataclass
+class Nodes:
+    """`announce run` processes on one database and folder; only these are stopped at the end."""
+
+    settings: Settings
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+
+    def add(self) -> subprocess.Popen[bytes]:
+        """Start one more node and wait until it answers."""
+        port, folder = free_port(), self.settings.data_dir.parent
+        process = start_service(
+            folder, port, folder / f"node{len(self.processes)}.log",
+            database_url=self.settings.effective_database_url, mail_transport="smtp",
+            smtp_port=self.settings.smtp_port, secret_key=SECRET, dispatch_batch=BATCH, lease_seconds=3,
+            settle_seconds=0, heartbeat_seconds=1, log_level="WARNING",
+        )  # fmt: skip
+        self.processes.append(process)
+        self.bases.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 40
-        for process, port in zip(started, ports, strict=True):
-            while not healthy(f"http://127.0.0.1:{port}"):
-                assert process.poll() is None, "a node died while starting"
-                assert time.monotonic() < deadline, "nodes did not start"
-                time.sleep(0.1)
-        yield started
-    finally:
-        for process in started:
+        while not healthy(self.bases[-1]):
+            assert process.poll() is None, "a node died while starting"
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.1)
+        return process
+
+    def stop(self) -> None:
+        """SIGTERM every node still running, then wait (SIGKILL after 30 s)."""
+        for process in self.processes:
             if process.poll() is None:
                 process.terminate()
-        for process in started:
+        for process in self.processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@contextmanager
+def nodes_running(settings: Settings, count: int) -> Iterator[Nodes]:
+    """`count` nodes started one after the other (more may be added); all stopped at the end."""
+    nodes = Nodes(settings)
+    try:
+        for _ in range(count):
+            nodes.add()
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 async def wait_for(server: SmtpServer, distinct: int, within: float) -> None:
@@ -150,12 +160,16 @@ async def test_three_nodes_mail_every_subscriber_exactly_once(
     audience = 20_000
     settings = cluster_settings(tmp_path, pg, server)
     await seed(settings, audience)
-    with nodes_running(settings, 3):
+    with nodes_running(settings, 3) as running:
         started = time.monotonic()
         Inbox(settings.announcements_dir).release("news.md", date=recent())
         await wait_for(server, audience, within=300)
         seconds = time.monotonic() - started
         await asyncio.sleep(1.5)  # let a late duplicate, if any, arrive before counting
+        async with httpx.AsyncClient(timeout=5) as http:
+            answers = [await http.get(f"{base}/feed.atom") for base in running.bases]
+        assert {a.headers["etag"] for a in answers} == {answers[0].headers["etag"]}, "ETags differ"
+        assert {a.content for a in answers} == {answers[0].content}
     per_address = Counter(m.rcpt_tos[0] for m in server.messages)
     split = await sent_by_node(settings)
     print(
@@ -170,16 +184,18 @@ async def test_three_nodes_mail_every_subscriber_exactly_once(
     assert "Traceback" not in logs(settings)
 
 
-async def test_a_node_killed_mid_fan_out_is_finished_by_the_others(
+async def test_nodes_join_and_die_mid_fan_out_and_nobody_is_lost(
     tmp_path: Path, pg: str, server: SmtpServer
 ) -> None:
     audience = 6_000
     settings = cluster_settings(tmp_path, pg, server)
     await seed(settings, audience)
-    with nodes_running(settings, 3) as running:
+    with nodes_running(settings, 2) as running:
         Inbox(settings.announcements_dir).release("news.md", date=recent())
-        await wait_for(server, audience // 3, within=120)
-        victim = running[0]
+        await wait_for(server, audience // 4, within=120)
+        running.add()  # joins while the fan-out runs
+        await wait_for(server, audience // 2, within=120)
+        victim = running.processes[0]
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         killed_at = time.monotonic()
@@ -187,12 +203,15 @@ async def test_a_node_killed_mid_fan_out_is_finished_by_the_others(
         recovery = time.monotonic() - killed_at
     per_address = Counter(m.rcpt_tos[0] for m in server.messages)
     duplicates = sum(n - 1 for n in per_address.values())
+    split = await sent_by_node(settings)
     print(
-        f"\nkill one of 3 nodes: expected {audience}, received {len(per_address)} distinct, "
-        f"duplicates {duplicates} (bound {BATCH * LANES}), done {recovery:.1f} s after the kill"
+        f"\n2 nodes, a third joining at 1/4, the first killed at 1/2: expected {audience}, "
+        f"received {len(per_address)} distinct, duplicates {duplicates} (bound {BATCH * LANES}), "
+        f"done {recovery:.1f} s after the kill; split {sorted(split.values(), reverse=True)}"
     )
     assert len(per_address) == audience
     assert duplicates <= BATCH * LANES
+    assert len(split) == 3, f"the node that joined sent nothing: {split}"
 
 
 async def test_two_nodes_racing_on_an_embargo_publish_and_mail_once(

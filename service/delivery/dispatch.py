@@ -7,14 +7,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from service.clock import Clock
 from service.delivery.compose import Composer
 from service.delivery.mailer import Envelope, Mailer
 from service.metrics import Metrics
 from service.models import Outcome, SendResult
-from service.store.ledger import Attempt, Ledger
+from service.store.ledger import Attempt, Claimed, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,27 @@ class Dispatcher:
         rows = await self._ledger.claim(policy.node, policy.batch, now, policy.lease, policy.retry_unknown)
         if not rows:
             return 0
+        # The lease says "this node is alive", not "a batch takes less than this": renew it while the
+        # batch is in progress, so a slow relay never lets another node take rows still being sent.
+        keeper = asyncio.create_task(self._keep_claim(rows), name="lease-keeper")
+        try:
+            return await self._send_batch(rows, now)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_claim(self, rows: list[Claimed]) -> None:
+        lease = self._policy.lease.total_seconds()
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self._ledger.renew(rows, self._clock.now() + self._policy.lease)
+            except Exception:
+                log.exception("could not renew a lease; the rows may be sent twice")
+
+    async def _send_batch(self, rows: list[Claimed], now: datetime) -> int:
+        policy = self._policy
         composed = await self.composer.compose(rows, now)
         for reason, ids in composed.skipped.items():
             await self._ledger.skip(ids, reason)

@@ -62,6 +62,7 @@ class Claimed:
     attempts: int
     expires_at: datetime
     payload: tuple[str, ...] = ()  # digests: release ids, newest first
+    claim: str = ""  # the claim's token (node#n), to renew its lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +413,26 @@ class Ledger:
             )  # fmt: skip
             return [_claimed(r._mapping) for r in rows]
 
+    async def renew(self, rows: Sequence[Claimed], until: datetime) -> int:
+        """Extend the lease of claimed rows this node still holds (it is alive and still sending them)."""
+        by_claim: dict[str, list[int]] = {}
+        for row in rows:
+            by_claim.setdefault(row.claim, []).append(row.delivery_id)
+        renewed = 0
+        async with self._db.engine.begin() as conn:
+            for claim, ids in by_claim.items():
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(ids),
+                        deliveries.c.claimed_by == claim,
+                        deliveries.c.claimed_until.is_not(None),
+                    )
+                    .values(claimed_until=until)
+                )
+                renewed += int(result.rowcount)
+        return renewed
+
     async def record(
         self, attempts: Sequence[Attempt], now: datetime, retry_unknown: bool, unknown_delay: timedelta
     ) -> None:
@@ -528,6 +549,7 @@ def _claimed(m: Any) -> Claimed:
         attempts=m["attempts"],
         expires_at=m["expires_at"],
         payload=tuple(m["payload"] or ()),
+        claim=m["claimed_by"] or "",
     )
 
 

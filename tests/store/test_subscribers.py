@@ -105,6 +105,23 @@ async def test_claims_are_exclusive_and_leases_expire(parts: Components, clock: 
     assert len(await parts.ledger.claim("node-b", 10, clock.now(), lease, True)) == 1
 
 
+async def test_a_renewed_lease_keeps_rows_from_other_nodes(parts: Components, clock: FakeClock) -> None:
+    added, _ = await parts.subscribers.add_confirmed(
+        "r@example.com", Preferences(), consent(clock), clock.now()
+    )
+    await parts.ledger.enqueue(added.id, DeliveryKind.CONFIRMATION, "k", clock.now(), HORIZON)
+    lease = timedelta(minutes=2)
+    held = await parts.ledger.claim("node-a", 10, clock.now(), lease, True)
+    clock.advance(minutes=1, seconds=30)
+    assert await parts.ledger.renew(held, clock.now() + lease) == 1  # node-a is alive, still sending
+    clock.advance(minutes=1)  # past the first lease, within the renewed one
+    assert await parts.ledger.claim("node-b", 10, clock.now(), lease, True) == []
+    clock.advance(minutes=2)  # node-a stopped renewing: it died
+    taken = await parts.ledger.claim("node-b", 10, clock.now(), lease, True)
+    assert [r.claim.split("#")[0] for r in taken] == ["node-b"]
+    assert await parts.ledger.renew(held, clock.now() + lease) == 0  # node-a's claim is gone
+
+
 async def test_outcomes_are_recorded(parts: Components, clock: FakeClock) -> None:
     ids = []
     for n in range(4):
