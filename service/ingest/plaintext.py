@@ -1,10 +1,11 @@
 """Plain-text press releases (.txt): dateline, marker, title, lead and sections -> metadata and HTML.
 
-The text is cut into blocks at blank lines (lines of spaces count as blank). The blocks before the
+The text is cut into blocks at blank lines (lines of spaces count as blank). The lines before the
 lead form the header: the dateline ("Paris, le 12 février 2020"), the "Press release" marker
-(dropped) and an optional title line. The first other block is the lead; the rest are paragraphs,
-section headings, bulleted and numbered lists and contact blocks (kept line by line). An optional
-`---` front matter block overrides anything found in the text.
+(dropped) and an optional title line, with or without blank lines between them. The first other
+block is the lead; the rest are paragraphs, section headings, bulleted and numbered lists and
+contact blocks (kept line by line). An optional `---` front matter block overrides anything found
+in the text.
 """
 
 from __future__ import annotations
@@ -479,8 +480,7 @@ def _is_contact(lines: tuple[str, ...]) -> bool:
     # Short lines with an email address or a phone number, and no sentence: a contact block even unlabelled.
     return (
         len(lines) >= 2
-        and _list_marker(lines[0]) is None
-        and all(len(line) <= _CONTACT_WIDTH for line in lines)
+        and all(len(line) <= _CONTACT_WIDTH and _list_marker(line) is None for line in lines)
         and not _is_prose(lines)
         and any(_EMAIL.search(line) or _PHONE.search(line) for line in lines)
     )

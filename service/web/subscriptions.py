@@ -3,7 +3,7 @@
 Every door answers alike whatever the address's state (no enumeration). Every page here is about
 one person, and the confirm, unsubscribe and preferences pages carry that person's token in their
 URL: none is cached (`Cache-Control: no-store`), none passes its URL on to another site
-(`Referrer-Policy: no-referrer`), and neither tokens nor addresses are logged (subscriber ids are).
+(`Referrer-Policy: same-origin`), and neither tokens nor addresses are logged (subscriber ids are).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from service.web.routes import WebDeps
 
 log = logging.getLogger(__name__)
 
-PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 FORM_PATH = "/subscribe"
 API_PATH = "/api/subscriptions"
 RATE_WINDOW = timedelta(minutes=1)
@@ -352,8 +352,12 @@ class SubscriptionHandlers:
     def _same_origin(self, request: Request) -> bool:
         """False for a form posted from another site (when the browser says where it came from)."""
         fetch_site = request.headers.get("sec-fetch-site")
+        # The browser's own word, trusted over Origin: a page served with `Referrer-Policy:
+        # no-referrer` (a proxy may add it) makes browsers post its forms with `Origin: null`.
+        if fetch_site == "same-origin":
+            return True
         # "none": the user's own action (a reload, a bookmark), never another site's page.
-        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        if fetch_site is not None and fetch_site != "none":
             return False
         origin = request.headers.get("origin")
         if origin is None:

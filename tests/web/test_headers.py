@@ -25,7 +25,7 @@ async def test_pages_forbid_framing_scripts_and_referrers(
         assert "script-src" not in PAGE_POLICY  # default-src 'none' covers scripts
         assert response.headers["x-frame-options"] == "DENY", path
         assert response.headers["x-content-type-options"] == "nosniff", path
-        assert response.headers["referrer-policy"] == "no-referrer", path
+        assert response.headers["referrer-policy"] == "same-origin", path
 
 
 async def test_attachments_and_feeds_are_never_sniffed_or_run(
