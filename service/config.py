@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     default_language: str = Field("en", description="Language of releases that do not set `lang`.")
     languages: list[str] = Field(
         default_factory=lambda: ["en", "fr"],
-        description="Languages the site publishes in: per-language feeds, file name suffixes "
-        "(carnot.fr.md), and the choices offered to subscribers.",
+        description="Languages the site publishes in: per-language feeds and file name suffixes "
+        "(carnot.fr.md).",
     )
     # Folders and storage
     announcements_dir: Path = Field(

@@ -31,7 +31,7 @@ from service.ingest.options import IngestOptions
 from service.jobs import FanOutPolicy, JobContext
 from service.metrics import Metrics
 from service.render.bulletin import MailRenderer, Sender
-from service.render.environment import make_environment
+from service.render.environment import catalog_languages, make_environment
 from service.render.pages import PageRenderer
 from service.render.site import Site
 from service.scheduler import DigestSchedule, Scheduler
@@ -97,6 +97,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     subscribers, ledger = Subscribers(database), Ledger(database, settings.default_language)
     site = site_from(settings)
     templates = make_environment(settings.templates_dir)
+    untranslated = set(settings.site_languages) - set(catalog_languages(settings.templates_dir))
+    if untranslated:
+        # Not an error: releases and feeds in that language work; only our fixed text stays English.
+        log.warning(
+            "no template catalog for %s: pages and mails in it use the English text",
+            ", ".join(sorted(untranslated)),
+            extra={"templates_dir": str(settings.templates_dir)},
+        )
     pages = PageRenderer(templates, site)
     clock = clock or SystemClock()
     tokens = Tokens(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
+import pytest
 
 from service import jobs
 from service.models import Consent, Frequency
-from service.runtime import Components
+from service.runtime import Components, build
 from service.store.subscribers import Preferences
-from tests.conftest import RECENT, FakeClock, Inbox
+from tests.conftest import RECENT, FakeClock, Inbox, make_settings
 from tests.delivery.smtpd import SmtpServer
 from tests.web.support import feed_ids
 
@@ -150,3 +154,13 @@ async def test_each_version_page_links_the_others_with_hreflang(
     await jobs.scan(parts.jobs)
     alone = (await client.get("/announcements/alone")).text
     assert "hreflang" not in alone
+
+
+def test_a_site_language_without_a_catalog_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, languages=["en", "fr", "de"])
+    with caplog.at_level(logging.WARNING):
+        parts = build(settings)
+    asyncio.run(parts.close())
+    assert "no template catalog for de: pages and mails in it use the English text" in caplog.text
