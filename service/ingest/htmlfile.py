@@ -23,18 +23,11 @@ from lxml import etree
 from lxml.html import HtmlElement
 
 from service.errors import AnnouncementError
+from service.ingest.dateline import Dateline, lead_dateline, parse_dateline
 from service.ingest.encoding import decode_as
 from service.ingest.frontmatter import Document, Metadata, validate
 from service.ingest.options import IngestOptions
-from service.ingest.plaintext import (
-    Dateline,
-    headline,
-    lead_dateline,
-    looks_like_title,
-    marker_language,
-    parse_dateline,
-    summary_of,
-)
+from service.ingest.plaintext import headline, looks_like_title, marker_language, summary_of
 from service.ingest.sanitize import clean_html, strip_illegal
 
 NO_DATE_HINT = (
