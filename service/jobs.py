@@ -339,6 +339,13 @@ class _Pass:
             except AnnouncementError as exc:  # e.g. an id another file already uses
                 await self._refuse(FileProblem(file.source, exc.reason, exc.line, exc.hint), record, seen)
                 return
+            except (ValueError, TypeError, OverflowError) as exc:
+                # Data a hostile file got past validation (the database being down is not caught here):
+                # it costs that file, not the scan.
+                log.exception("release could not be stored", extra={"file": file.source})
+                reason = f"could not be stored ({type(exc).__name__}: {str(exc)[:200]})"
+                await self._refuse(FileProblem(file.source, reason), record, seen)
+                return
             self.claims[file.source] = result.id
             seen = FileSeen(seen.path, seen.size, seen.mtime_ns, seen.sha256, self._deps_of(result))
             await ctx.sources.record(seen, now, release_id=result.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import PurePosixPath
@@ -83,24 +84,55 @@ class Document:
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1 surprises: no aliases (YAML bombs), and only true/false are booleans.
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MAX_DEPTH = 100
 
-    `lang: no` stays the Norwegian language tag, and `on:` stays a key named "on".
+
+class _Refusal(yaml.MarkedYAMLError):
+    """A well-formed document we refuse anyway (its message needs no "invalid YAML" prefix)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 surprises: no aliases (YAML bombs), no deep nesting, no duplicate
+    keys; only true/false are booleans and only plain decimals are numbers.
+
+    `lang: no` stays the Norwegian language tag, `on:` stays a key named "on", `phone: 0142345670`
+    stays those digits (not an octal number) and `title: 3.10` stays "3.10".
     """
 
     yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level registry
-        first: [(tag, regex) for tag, regex in resolvers if tag != _BOOL_TAG]
+        first: [(tag, regex) for tag, regex in resolvers if tag not in (_BOOL_TAG, _INT_TAG, _FLOAT_TAG)]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(
                 problem="aliases (*name) are not allowed", problem_mark=event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self._depth >= _MAX_DEPTH:  # PyYAML recurses: 10,000 '[' would be a RecursionError
+            raise yaml.MarkedYAMLError(
+                problem=f"nested more than {_MAX_DEPTH} levels deep", problem_mark=event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys silently; a release must say one thing.
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise _Refusal(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # PyYAML lets ValueError escape for values like 2020-02-30; give it the node's position.
@@ -115,6 +147,12 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_StrictLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+
+
+def _has_control(text: str) -> bool:
+    # Control characters, and what no feed or mail may carry (lone surrogates, U+FFFE, ...).
+    return find_illegal(text) is not None or any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def split(text: str, source: str) -> Document:
@@ -146,31 +184,38 @@ def _load_yaml(text: str, source: str, first_line: int) -> tuple[dict[str, Any],
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+        if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+            raise AnnouncementError(
+                source,
+                "front matter must be a mapping of keys to values",
+                line=first_line,
+                hint="write one 'key: value' per line",
+            )
+        # Under the text validate() looks it up by: str() of what the key became ("None" for "~").
+        lines = {str(loader.construct_object(key)): first_line + key.start_mark.line for key, _ in node.value}
+    except _Refusal as exc:
+        where = first_line + exc.problem_mark.line if exc.problem_mark is not None else None
+        raise AnnouncementError(source, str(exc.problem), line=where) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = first_line + mark.line if mark is not None else None
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise AnnouncementError(source, f"invalid YAML: {reason}", line=where) from None
+        reason, mark = _where(exc)
+        raise AnnouncementError(
+            source, f"invalid YAML: {reason}", line=first_line + mark.line if mark is not None else None
+        ) from None
     except yaml.YAMLError as exc:
         raise AnnouncementError(source, f"invalid YAML: {exc}", line=first_line) from None
     finally:
         loader.dispose()
-    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        raise AnnouncementError(
-            source,
-            "front matter must be a mapping of keys to values",
-            line=first_line,
-            hint="write one 'key: value' per line",
-        )
-    lines = {_key_text(key): first_line + key.start_mark.line for key, _ in node.value}
     return data, lines
 
 
-def _key_text(node: yaml.Node) -> str:
-    # The text under which validate() looks a key up: str() of what the key becomes.
-    if node.tag == _BOOL_TAG:
-        return str(str(node.value).lower() == "true")
-    return str(node.value)
+def _where(exc: yaml.MarkedYAMLError) -> tuple[str, Any]:
+    # An unclosed quote or bracket is found at the end of the block: point at where it was opened.
+    problem, context = exc.problem or "", exc.context or ""
+    opened, found = exc.context_mark, exc.problem_mark
+    unclosed = isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
+    if unclosed and context and opened is not None and found is not None and opened.line != found.line:
+        return f"{problem} {context}".strip(), opened
+    return problem or context or "invalid YAML", exc.problem_mark or exc.context_mark
 
 
 def validate(doc: Document, source: str, options: IngestOptions) -> Metadata:
@@ -320,6 +365,8 @@ class _Checker:
         value = self._get(key, False)
         if value is None:
             return None
+        if isinstance(value, int | date) and not isinstance(value, bool | datetime):
+            value = value.isoformat() if isinstance(value, date) else str(value)  # id: 2020-02-12
         if not isinstance(value, str) or not regex.fullmatch(value):
             raise self.error(key, f"{key!r} must be {what}; got {str(value)[:60]!r}")
         return value
@@ -382,7 +429,7 @@ class _Checker:
         for key in _CONTACT_KEYS:
             raw = item.get(key)
             text = None if raw is None else unicodedata.normalize("NFC", str(raw)).strip()
-            if text and (len(text) > 200 or any(unicodedata.category(c) == "Cc" for c in text)):
+            if text and (len(text) > 200 or _has_control(text)):
                 raise self.error(
                     "contacts", f"contact {key} {text[:60]!r} is too long or has control characters"
                 )
@@ -418,7 +465,7 @@ class _Checker:
             "doi:",
         ):
             text = text.removeprefix(prefix)
-        if not _DOI.fullmatch(text):
+        if not _DOI.fullmatch(text) or _has_control(text):
             raise self.error("doi", f"'doi' must be a DOI such as 10.1234/abcd; got {str(value)[:60]!r}")
         return text
 
@@ -434,7 +481,8 @@ class _Checker:
             or parts.scheme not in ("http", "https")
             or not parts.netloc
             or len(text) > 2000
-            or any(c.isspace() or unicodedata.category(c) == "Cc" for c in text)
+            or any(c.isspace() for c in text)
+            or _has_control(text)
         ):
             raise self.error(
                 "link",

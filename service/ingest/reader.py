@@ -138,7 +138,7 @@ def read_release(
             f"file is {len(raw)} bytes; the limit is {options.max_file_bytes}",
             hint="raise max_file_bytes in config.yaml if this is intended",
         )
-    if not raw.strip():
+    if not _without_bom(raw).strip():
         raise AnnouncementError(source, "file is empty", line=1)
     kind = FORMATS[path.suffix.lower()]
     meta, body_html = kind.parse(kind.decode(raw, source, options), source, options)
@@ -187,6 +187,10 @@ def _language(stem: str, given: str | None, options: IngestOptions) -> tuple[str
     if given is not None and given.split("-")[0].lower() == named:
         return given, named
     return named, named
+
+
+def _without_bom(raw: bytes) -> bytes:
+    return next((raw[len(bom) :] for bom, _, _ in _BOMS if raw.startswith(bom)), raw)
 
 
 def _attachments(
