@@ -28,10 +28,22 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
+MAX_NESTING = 50  # markdown-it's levels (a list level takes two, a quote one): 24 lists or 49 quotes
+
+
+class NestedTooDeep(ValueError):
+    """Markdown nested deeper than MAX_NESTING: markdown-it would silently drop the deepest text."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"nested more than {MAX_NESTING} levels deep")
+        self.line = line  # 0-based, in the Markdown text
+
+
 @cache
 def _markdown() -> MarkdownIt:
     # commonmark + tables + strikethrough + footnotes; raw HTML is allowed in and cleaned after.
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).use(footnote_plugin)
+    options = {"html": True, "maxNesting": MAX_NESTING}
+    return MarkdownIt("commonmark", options).enable(["table", "strikethrough"]).use(footnote_plugin)
 
 
 def _attributes() -> dict[str, set[str]]:
@@ -68,8 +80,14 @@ def clean_html(html: str) -> str:
 
 
 def markdown_to_html(text: str) -> str:
-    """Render Markdown (tables, footnotes) and sanitise the result."""
-    return clean_html(_markdown().render(unicodedata.normalize("NFC", text)))
+    """Render Markdown (tables, footnotes) and sanitise the result; NestedTooDeep rather than lose text."""
+    md = _markdown()
+    tokens = md.parse(unicodedata.normalize("NFC", text))
+    for token in tokens:
+        # At the limit markdown-it stops parsing deeper blocks: what they held would vanish.
+        if token.level >= MAX_NESTING - 1:
+            raise NestedTooDeep(next((t.map[0] for t in tokens if t.map and t.level >= MAX_NESTING - 2), 0))
+    return clean_html(md.renderer.render(tokens, md.options, {}))
 
 
 def html_to_text(fragment: str) -> str:

@@ -867,3 +867,21 @@ def test_publish_at_in_a_named_zone_is_never_guessed(
 @pytest.mark.parametrize("value", ["2020", "2020-02-12"])
 def test_an_id_yaml_reads_as_a_number_or_a_date_is_taken_as_written(tmp_path: Path, value: str) -> None:
     assert read(tmp_path, doc(TITLE, DATE, f"id: {value}")).id == value
+
+
+def test_markdown_nested_deeper_than_the_parser_keeps_is_refused_not_cut(tmp_path: Path) -> None:
+    body = "Intro.\n\n" + "> " * 60 + "the deepest words\n\nAfter.\n"
+    error = refused(tmp_path, doc(TITLE, DATE, body=body))
+    assert (error.reason, error.line, error.hint) == (
+        "the Markdown is nested more than 50 levels deep",
+        8,  # the quote: "---" 1, title 2, date 3, "---" 4, blank 5, "Intro." 6, blank 7
+        "flatten the lists or quotes: deeper text would be lost",
+    )
+
+
+def test_markdown_nested_twenty_levels_keeps_every_word(tmp_path: Path) -> None:
+    body = "".join("  " * n + f"- level {n}\n" for n in range(12)) + "\n" + "> " * 21 + "quote 21\n\nAfter.\n"
+    html = read(tmp_path, doc(TITLE, DATE, body=body)).body_html
+    assert all(f"level {n}" in html for n in range(12))
+    assert "quote 21" in html
+    assert "After." in html
