@@ -14,7 +14,7 @@ Every sender runs in its own process pinned to CPU 0, the sink to CPU 1 (`taskse
 Prints msg/s per round, the medians, and ratios of the medians.
 
     python benchmarks/smtp_transport.py [--messages 5000] [--size 8192] [--connections 10] [--rounds 5]
-                                        [--sink auto|smtp-sink|aiosmtpd|minimal]
+                                        [--sink auto|smtp-sink|aiosmtpd|minimal] [--smoke]
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def start_sink(kind: str) -> tuple[subprocess.Popen[str], int]:
     if kind == "smtp-sink":
         port = free_port()
         process = subprocess.Popen(
-            pinned(1, ["smtp-sink", "-c", f"127.0.0.1:{port}", "100"]),
+            pinned(1, ["smtp-sink", *sink_user(), "-c", f"127.0.0.1:{port}", "100"]),
             stdout=subprocess.DEVNULL,
             text=True,
         )
@@ -253,6 +253,11 @@ def start_sink(kind: str) -> tuple[subprocess.Popen[str], int]:
     assert process.stdout is not None
     port = int(process.stdout.readline())
     return process, port
+
+
+def sink_user() -> list[str]:
+    """smtp-sink refuses to run as root without `-u USER` (it drops privileges to it)."""
+    return ["-u", "nobody"] if os.geteuid() == 0 else []
 
 
 def wait_listening(port: int, timeout: float = 10.0) -> None:
@@ -290,6 +295,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sink", choices=["auto", "smtp-sink", "aiosmtpd", "minimal"], default="auto")
+    parser.add_argument("--smoke", action="store_true", help="300 messages, 1 round")
     parser.add_argument("--send", choices=sorted(SENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-aiosmtpd", action="store_true", help=argparse.SUPPRESS)
@@ -303,6 +309,8 @@ def main() -> None:
         seconds = asyncio.run(SENDERS[args.send](args.port, args.messages, args.size, args.connections))
         print(json.dumps({"seconds": seconds}))
         return
+    if args.smoke:
+        args.messages, args.rounds = 300, 1
 
     sink = args.sink
     if sink == "auto":
