@@ -28,8 +28,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
+
+from benchlib import free_port, pinned, wait_listening
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "bench@example.org"
@@ -223,20 +224,6 @@ async def serve_minimal() -> None:
 # ---- orchestration ---------------------------------------------------------------------------------
 
 
-def pinned(cpu: int, command: Sequence[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(cpu), *command]
-    return list(command)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_sink(kind: str) -> tuple[subprocess.Popen[str], int]:
     if kind == "smtp-sink":
         port = free_port()
@@ -258,19 +245,6 @@ def start_sink(kind: str) -> tuple[subprocess.Popen[str], int]:
 def sink_user() -> list[str]:
     """smtp-sink refuses to run as root without `-u USER` (it drops privileges to it)."""
     return ["-u", "nobody"] if os.geteuid() == 0 else []
-
-
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"sink did not listen on port {port}")
 
 
 def run_sender(kind: str, port: int, args: argparse.Namespace) -> float:

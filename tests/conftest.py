@@ -15,10 +15,12 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from sqlalchemy import insert
 
 from service import jobs
 from service.config import Settings
 from service.runtime import Components, build, make_app
+from service.store.schema import subscribers
 from tests.delivery.smtpd import SmtpServer, smtp_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +212,25 @@ async def mail(
     parts = build(settings, clock)
     await parts.database.migrate()
     yield parts
+    await parts.close()
+
+
+async def seed_confirmed(settings: Settings, audience: int) -> None:
+    """Migrate the database of `settings` and add `audience` confirmed all-topic subscribers, fast."""
+    parts = build(settings)
+    await parts.database.migrate()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "email": f"s{n:06d}@example.com", "state": "confirmed", "all_topics": True, "lang": "en",
+            "frequency": "immediate", "generation": 1, "consent_method": "import", "consent_source": "test",
+            "consent_at": now, "created_at": now, "confirmed_at": now,
+        }
+        for n in range(audience)
+    ]  # fmt: skip
+    async with parts.database.engine.begin() as conn:
+        for start in range(0, audience, 5000):
+            await conn.execute(insert(subscribers), rows[start : start + 5000])
     await parts.close()
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from service.config import Settings
 from service.models import DeliveryState
 from service.runtime import build
-from service.store.schema import deliveries, nodes, releases, subscribers
-from tests.conftest import Inbox, make_settings
+from service.store.schema import deliveries, nodes, releases
+from tests.conftest import Inbox, make_settings, seed_confirmed
 from tests.delivery.smtpd import SmtpServer
 from tests.processes import free_port, healthy, start_service
 
@@ -52,24 +52,6 @@ async def pg(postgres_url: str | None) -> str:
 
 def cluster_settings(tmp_path: Path, url: str, server: SmtpServer) -> Settings:
     return make_settings(tmp_path, database_url=url, smtp_port=server.port, secret_key=SECRET)
-
-
-async def seed(settings: Settings, audience: int) -> None:
-    parts = build(settings)
-    await parts.database.migrate()
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "email": f"s{n:06d}@example.com", "state": "confirmed", "all_topics": True, "lang": "en",
-            "frequency": "immediate", "generation": 1, "consent_method": "import", "consent_source": "test",
-            "consent_at": now, "created_at": now, "confirmed_at": now,
-        }
-        for n in range(audience)
-    ]  # fmt: skip
-    async with parts.database.engine.begin() as conn:
-        for start in range(0, audience, 5000):
-            await conn.execute(insert(subscribers), rows[start : start + 5000])
-    await parts.close()
 
 
 @dataclass
@@ -159,7 +141,7 @@ async def test_three_nodes_mail_every_subscriber_exactly_once(
 ) -> None:
     audience = 20_000
     settings = cluster_settings(tmp_path, pg, server)
-    await seed(settings, audience)
+    await seed_confirmed(settings, audience)
     with nodes_running(settings, 3) as running:
         started = time.monotonic()
         Inbox(settings.announcements_dir).release("news.md", date=recent())
@@ -189,7 +171,7 @@ async def test_nodes_join_and_die_mid_fan_out_and_nobody_is_lost(
 ) -> None:
     audience = 6_000
     settings = cluster_settings(tmp_path, pg, server)
-    await seed(settings, audience)
+    await seed_confirmed(settings, audience)
     with nodes_running(settings, 2) as running:
         Inbox(settings.announcements_dir).release("news.md", date=recent())
         await wait_for(server, audience // 4, within=120)
@@ -219,7 +201,7 @@ async def test_two_nodes_racing_on_an_embargo_publish_and_mail_once(
 ) -> None:
     audience = 300
     settings = cluster_settings(tmp_path, pg, server)
-    await seed(settings, audience)
+    await seed_confirmed(settings, audience)
     with nodes_running(settings, 2):
         embargo = datetime.now(UTC) + timedelta(seconds=4)
         Inbox(settings.announcements_dir).release(

@@ -15,12 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 
 from service.config import Settings
-from service.runtime import build
-from service.store.schema import subscribers
-from tests.conftest import Inbox, make_settings
+from tests.conftest import Inbox, make_settings, seed_confirmed
 from tests.delivery.smtpd import SmtpServer
 from tests.processes import free_port, start_service
 
@@ -28,23 +25,6 @@ pytestmark = pytest.mark.slow
 AUDIENCE = 3000
 BATCH = 50
 LANES = 2  # DispatchPolicy.lanes: batches in flight at once
-
-
-async def seed(settings: Settings) -> None:
-    parts = build(settings)
-    await parts.database.migrate()
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "email": f"s{n:05d}@example.com", "state": "confirmed", "all_topics": True, "lang": "en",
-            "frequency": "immediate", "generation": 1, "consent_method": "import", "consent_source": "test",
-            "consent_at": now, "created_at": now, "confirmed_at": now,
-        }
-        for n in range(AUDIENCE)
-    ]  # fmt: skip
-    async with parts.database.engine.begin() as conn:
-        await conn.execute(insert(subscribers), rows)
-    await parts.close()
 
 
 def start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -65,7 +45,7 @@ async def test_sigkill_mid_fan_out_loses_nobody(
     tmp_path: Path, database_url: str, server: SmtpServer
 ) -> None:
     settings = make_settings(tmp_path, database_url=database_url, smtp_port=server.port)
-    await seed(settings)
+    await seed_confirmed(settings, AUDIENCE)
     Inbox(settings.announcements_dir).release(
         "news.md", date=(datetime.now(UTC) - timedelta(hours=1)).isoformat()
     )
