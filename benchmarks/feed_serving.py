@@ -3,10 +3,10 @@
 The real `announce run` process (SQLite, one process, as deployed) serves a feed of `--releases`
 releases; nginx (Debian package nginx-light, one process, `master_process off`) serves the same
 bytes as a static file, in the same run: the reference. A second reference shows the floor of the
-Python stack: the same uvicorn (h11, asyncio loop) running a bare ASGI function that answers with
-the same bytes and ETag, no framework, no database. Each server is pinned to CPU 1 and wrk (one
-thread, `--connections` keep-alive connections) to CPU 0; the six cases are interleaved round by
-round, and the medians compared.
+Python stack: the same uvicorn (httptools, uvloop: as the service runs it) running a bare ASGI
+function that answers with the same bytes and ETag, no framework, no database. Each server is
+pinned to CPU 1 and wrk (one thread, `--connections` keep-alive connections) to CPU 0; the six
+cases are interleaved round by round, and the medians compared.
 
     python benchmarks/feed_serving.py [--rounds 5] [--seconds 5] [--connections 16] [--releases 60]
                                       [--profile] [--smoke]
@@ -36,12 +36,12 @@ STAGES: dict[str, list[str]] = {
     "store: site_version() query (SQLAlchemy, aiosqlite)": [
         "site_version (service/store/releases.py", "sqlalchemy/", "aiosqlite/", "greenlet",
     ],
-    "views.feed (cache lookup)": ["Views.feed"],
-    "validators + response (conditional.respond)": ["respond (service/web/conditional.py"],
+    "views.feed (cache lookup)": ["Views.feed", "Views._cached", "Views._site_version"],
+    "published views (routing, validators, response)": ["service/web/published.py"],
     "prometheus metrics": ["prometheus_client/"],
     "starlette / fastapi (middleware, routing, response)": ["starlette/", "fastapi/"],
-    "uvicorn + h11 (HTTP parsing, writing)": ["uvicorn/", "h11/"],
-    "asyncio event loop": ["asyncio/"],
+    "uvicorn (HTTP parsing, writing)": ["uvicorn/", "h11/", "httptools/"],
+    "event loop": ["asyncio/", "uvloop/"],
 }  # fmt: skip
 CONFIG = """\
 daemon off;
@@ -70,8 +70,8 @@ http {{
 }}
 """
 KEY_FUNCTIONS = [
-    "Releases.site_version", "Views.feed", "respond (service/web/conditional.py", "prometheus_client/",
-    "sqlalchemy/", "aiosqlite/", "h11/", "starlette/", "fastapi/", "uvicorn/",
+    "Releases.site_version", "Views.feed", "service/web/published.py", "prometheus_client/",
+    "sqlalchemy/", "aiosqlite/", "httptools/", "starlette/", "fastapi/", "uvicorn/",
 ]  # fmt: skip
 RELEASE = """\
 ---
@@ -128,6 +128,8 @@ def serve_bare(port: int, feed: Path) -> None:
     """The Python floor (`--serve-bare`): uvicorn as the service runs it, and a bare ASGI function."""
     import uvicorn
 
+    from service.runtime import event_loop_factory
+
     body = feed.read_bytes()
     etag = b'W/"bare-' + str(len(body)).encode() + b'"'
     ok = [(b"content-type", b"application/atom+xml; charset=utf-8"), (b"etag", etag)]
@@ -145,7 +147,8 @@ def serve_bare(port: int, feed: Path) -> None:
 
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                             lifespan="off", server_header=False)  # fmt: skip
-    asyncio.run(uvicorn.Server(config).serve())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the service's loop too
+        runner.run(uvicorn.Server(config).serve())
 
 
 def start_bare(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:

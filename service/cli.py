@@ -20,7 +20,7 @@ from service.ingest.plaintext import outline
 from service.ingest.reader import read_release
 from service.logs import configure_logging
 from service.models import Announcement
-from service.runtime import build, serve
+from service.runtime import build, event_loop_factory, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "check":
             return check(settings, args.paths, sys.stdout)
-        return asyncio.run(_COMMANDS[args.command](settings, args))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(_COMMANDS[args.command](settings, args))
     except ServiceError as exc:
         print(f"announce: {exc}", file=sys.stderr)
         return 2

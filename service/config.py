@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         None,
         description="WebSub hub URL; when set, feeds advertise it and each publication pings it.",
     )
+    view_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Pages and feeds ask the database whether the site changed at most this often: a "
+        "change made by another node shows within this many seconds, this node's own at once.",
+    )
     # Ingest and scheduling
     scan_interval: float = Field(
         60.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -16,9 +17,10 @@ from urllib.parse import urlsplit
 
 from service.clock import Clock
 from service.errors import AnnouncementError
-from service.ingest.inbox import FileStat, list_release_files
+from service.ingest.inbox import FileStat, folder_time_ns, list_release_files
 from service.ingest.options import IngestOptions
 from service.ingest.reader import read_release
+from service.ingest.reports import sync_reports
 from service.metrics import Metrics
 from service.models import Announcement, FileProblem, Frequency, Release, ScanReport
 from service.render.site import FeedKind, Site
@@ -28,6 +30,15 @@ from service.store.releases import Change, Releases
 from service.store.sources import Dependency, FileSeen, SourceRecord, Sources
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache  # once per folder, not at every scan
+def _warn_read_only(folder: str) -> None:
+    log.warning(
+        "announcements folder is read-only: file ages are measured with this machine's clock, "
+        "which may differ from a network share's",
+        extra={"folder": folder},
+    )
 
 
 class Notifier(Protocol):
@@ -89,6 +100,7 @@ async def scan(ctx: JobContext) -> ScanReport:
         scan = _Pass(ctx, files, known)
         await scan.ingest()
         await scan.withdraw()
+        await asyncio.to_thread(sync_reports, ctx.folder, scan.problems, scan.cleared())
         await _hold_missed(ctx)
         published = await ctx.releases.publish_due(ctx.clock.now())
         report = scan.report(published, time.perf_counter() - started)
@@ -257,7 +269,7 @@ class _Pass:
         Files are read first and stored second, so that a file another release lists as an
         attachment (a `.txt` note beside a `.md` release) is never published as a release itself.
         """
-        settled_before = time.time_ns() - int(self.ctx.settle_seconds * 1e9)
+        settled_before = await self._now_ns() - int(self.ctx.settle_seconds * 1e9)
         changed: list[_Read] = []
         for file in self.files:
             record = self.known.get(file.source)
@@ -281,6 +293,16 @@ class _Pass:
         for source in attached & self.claims.keys():
             self.claims[source] = None  # an unchanged release file that is now another's attachment
         await self.ctx.sources.forget(set(self.known) - self.live)
+
+    async def _now_ns(self) -> int:
+        # The folder's own clock, so that file times are compared with the clock that wrote them.
+        if self.ctx.settle_seconds <= 0:
+            return time.time_ns()
+        now = await asyncio.to_thread(folder_time_ns, self.ctx.folder)
+        if now is None:
+            _warn_read_only(str(self.ctx.folder))
+            return time.time_ns()
+        return now
 
     def _attached(self, changed: list[_Read]) -> set[str]:
         # Files that some release (other than themselves) publishes as an attachment.
@@ -399,6 +421,15 @@ class _Pass:
                 "hint": problem.hint,
             },
         )
+
+    def cleared(self) -> set[str]:
+        """Files refused before that are now read without a problem, or are gone."""
+        refused_now = {p.source for p in self.problems}
+        return {
+            source
+            for source, record in self.known.items()
+            if record.problem is not None and source not in refused_now and source not in self.deferred
+        }
 
     async def withdraw(self) -> None:
         """Withdraw releases whose file is gone, became a draft, or now defines another id."""

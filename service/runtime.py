@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -61,6 +61,15 @@ def site_from(settings: Settings) -> Site:
         timezone=settings.tz,
         hub=settings.websub_hub,
     )
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (faster sockets for HTTP and SMTP), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, where uvloop does not exist
+        return None
+    return uvloop.new_event_loop
 
 
 @dataclass
@@ -128,6 +137,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
         feed_size=settings.feed_size,
         page_size=settings.page_size,
         languages=settings.site_languages,
+        revision_seconds=settings.view_cache_seconds,
     )
     ctx = JobContext(
         folder=settings.announcements_dir,

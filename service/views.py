@@ -7,6 +7,7 @@ feed written by `announce build` are the same bytes with the same ETag.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from service.ingest.frontmatter import RELEASE_ID
-from service.models import Attachment
+from service.models import Attachment, SiteVersion
 from service.render.feeds import render_feed
 from service.render.pages import PageRenderer
 from service.render.site import FeedKind, Site
@@ -57,6 +58,8 @@ class Views:
         feed_size: int,
         page_size: int,
         languages: Sequence[str] = (),
+        revision_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._releases = releases
         self._languages = tuple(languages)
@@ -66,11 +69,27 @@ class Views:
         self._feed_size = feed_size
         self._page_size = page_size
         self._cache: OrderedDict[tuple[object, ...], tuple[int, Rendered | None]] = OrderedDict()
+        self._revision_seconds = revision_seconds
+        self._monotonic = monotonic
+        self._version: tuple[SiteVersion, int, float] | None = None  # version, store writes, fetched at
+
+    async def _site_version(self) -> SiteVersion:
+        # The revision is one query, but asking it on every request was half the CPU of serving a
+        # feed: trust it for `revision_seconds`, unless this process has written to the site since
+        # (its own changes show at once; another node's within revision_seconds).
+        writes, now = self._releases.writes, self._monotonic()
+        if self._version is not None:
+            version, seen_writes, fetched_at = self._version
+            if seen_writes == writes and now - fetched_at < self._revision_seconds:
+                return version
+        version = await self._releases.site_version()
+        self._version = (version, writes, now)
+        return version
 
     async def _cached(
         self, key: tuple[object, ...], build: Callable[[datetime], Awaitable[Rendered | None]]
     ) -> Rendered | None:
-        version = await self._releases.site_version()
+        version = await self._site_version()
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version.revision:
             self._cache.move_to_end(key)

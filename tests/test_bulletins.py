@@ -6,6 +6,7 @@ what it received, never on internal counters alone. Every test runs on SQLite an
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -393,3 +394,35 @@ async def test_attachments_are_only_linked_by_default(mail: Components, server: 
     message = parse(server.messages[0].data)
     assert message.get_content_type() == "multipart/alternative"
     assert list(message.iter_attachments()) == []
+
+
+async def test_a_release_queued_as_a_drain_ends_is_sent_without_waiting_for_the_next_poll(
+    mail: Components, server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await subscriber(mail, "all@example.com")
+    dispatcher = mail.dispatcher
+    drain = dispatcher.drain
+    drains = 0
+
+    async def drain_then_queue_another() -> int:
+        # The race: the drain's last claim found nothing, then a release is queued (and wake() is
+        # called) before the dispatcher starts waiting. That wake must not be lost.
+        nonlocal drains
+        handled = await drain()
+        drains += 1
+        if drains == 1:
+            await publish(mail, "second.md", title="Second")
+        return handled
+
+    monkeypatch.setattr(dispatcher, "drain", drain_then_queue_another)
+    await publish(mail, "first.md", title="First")
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with asyncio.timeout(3):  # the next poll would come after 5 s
+            while len(server.messages) < 2:  # noqa: ASYNC110 - polling what the server received
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await runner
+    assert sorted(parse(m.data)["Subject"] for m in server.messages) == ["First", "Second"]

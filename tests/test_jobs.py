@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from service import jobs
+from service.ingest.inbox import CLOCK_FILE
 from service.models import Release, ReleaseState
 from service.runtime import Components
 from tests.conftest import START, FakeClock, Inbox, release_text
@@ -322,3 +324,88 @@ async def test_store_state_counts(parts: Components, inbox: Inbox) -> None:
     await scan(parts)
     counts = await parts.releases.counts()
     assert (counts[ReleaseState.PUBLISHED], counts[ReleaseState.SCHEDULED]) == (1, 1)
+
+
+# --- the settle check uses the folder's clock ------------------------------------------------------
+# On a network share, file times are the server's; this machine's clock may be minutes away. The
+# only thing mocked is this machine's clock (time.time_ns as the scan sees it).
+
+
+@pytest.mark.parametrize("skew_seconds", [3600, -3600], ids=["our clock ahead", "our clock behind"])
+async def test_settling_ignores_this_machines_clock_skew(
+    parts: Components, inbox: Inbox, monkeypatch: pytest.MonkeyPatch, skew_seconds: int
+) -> None:
+    inbox.write("fresh.md", release_text(), age=0)
+    real = time.time_ns  # patched after writing: the module is shared, and the file's time is real
+    monkeypatch.setattr(jobs.time, "time_ns", lambda: real() + skew_seconds * 1_000_000_000)
+    # Ahead, a file just written looked an hour old and was read half-written.
+    assert (await scan(parts)).deferred == ("fresh.md",)
+    await asyncio.sleep(parts.jobs.settle_seconds + 0.05)
+    # Behind, it looked written an hour in the future and waited an hour.
+    assert (await scan(parts)).created == ("fresh",)
+
+
+async def test_a_folder_that_cannot_be_written_falls_back_to_this_machines_clock(
+    parts: Components, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox.release("old.md")
+    # A probe that cannot be touched, even by root (a read-only share would do the same).
+    (inbox.folder / CLOCK_FILE).symlink_to(inbox.folder / "no-such-folder" / "clock")
+    assert (await scan(parts)).created == ("old",)
+    assert "announcements folder is read-only" in caplog.text
+
+
+async def test_a_slow_writer_is_read_only_once_complete(parts: Components, inbox: Inbox) -> None:
+    """Chunks written more than one scan apart but within settle_seconds: never read half-written."""
+    path = inbox.folder / "slow.md"
+    text = release_text(title="Written slowly", body="First paragraph.\n\n" + "Words. " * 200 + "\n\nTHE END")
+    chunks = [text[i : i + 400] for i in range(0, len(text), 400)]
+    reports = []
+    with path.open("w", encoding="utf-8") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+            reports.append(await scan(parts))
+            await asyncio.sleep(parts.jobs.settle_seconds / 3)
+    assert all(r.created == () and r.problems == () for r in reports)  # deferred, never refused
+    await asyncio.sleep(parts.jobs.settle_seconds + 0.05)
+    assert (await scan(parts)).created == ("slow",)
+    release = await parts.releases.get("slow")
+    assert release is not None
+    assert "THE END" in release.announcement.body_html
+
+
+# --- error reports beside refused files ------------------------------------------------------------
+
+
+async def test_a_refused_file_gets_a_report_beside_it_until_it_is_fixed(
+    parts: Components, inbox: Inbox
+) -> None:
+    inbox.write("broken.md", "---\ntitle: Broken\ndate: next tuesday\n---\n\nBody.\n")
+    inbox.release("good.md", title="Good")
+    report = await scan(parts)
+    assert report.created == ("good",)
+    text = (inbox.folder / "broken.md.error.txt").read_text(encoding="utf-8")
+    assert text.splitlines()[:4] == [
+        "This file was not published: broken.md",
+        "",
+        "Line:       3",
+        "Reason:     'date' is not a valid date: 'next tuesday'",
+    ]
+    assert "How to fix: use ISO 8601" in text
+    assert sorted(p.name for p in inbox.folder.iterdir() if not p.name.startswith(".")) == [
+        "broken.md", "broken.md.error.txt", "good.md",
+    ]  # fmt: skip
+    assert (await scan(parts)).created == ()  # the report is never read as a release or attachment
+    inbox.release("broken.md", title="Broken")
+    assert (await scan(parts)).created == ("broken",)
+    assert not (inbox.folder / "broken.md.error.txt").exists()
+
+
+async def test_the_report_of_a_deleted_file_goes_with_it(parts: Components, inbox: Inbox) -> None:
+    inbox.write("sub/broken.md", "no front matter\n")
+    await scan(parts)
+    assert (inbox.folder / "sub" / "broken.md.error.txt").is_file()
+    inbox.remove("sub/broken.md")
+    await scan(parts)
+    assert not (inbox.folder / "sub" / "broken.md.error.txt").exists()

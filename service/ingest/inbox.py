@@ -33,9 +33,28 @@ class FileStat:
     companions: tuple[str, ...] = ()  # names of files beside it published with it (`<stem>.*`)
 
 
+CLOCK_FILE = ".announce-clock"  # touched by each scan to read the folder's clock (folder_time_ns)
+
+
 def is_ignored(name: str) -> bool:
     """True for temporary and hidden names that must never be ingested."""
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def folder_time_ns(folder: Path) -> int | None:
+    """The current time by the clock that stamps the folder's files; None if the folder is read-only.
+
+    Touches `CLOCK_FILE` (a hidden name: never a release, ignored by the watcher) and reads its
+    modification time back. On a network share file times come from the server's clock, which may
+    be minutes away from this machine's: comparing them with the server's own "now" keeps the settle
+    check from reading a file still being written (server behind) or waiting for hours (ahead).
+    """
+    probe = folder / CLOCK_FILE
+    try:
+        probe.touch()
+        return probe.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def list_release_files(folder: Path, languages: Collection[str] = ()) -> list[FileStat]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -39,6 +39,16 @@ UNSUBSCRIBE_URL = b"ZZUNSUBSCRIBEURLZZ"
 UNSUBSCRIBE_MAILTO = b"ZZUNSUBSCRIBEMAILTOZZ"
 PREFERENCES_URL = b"ZZPREFERENCESURLZZ"
 CONFIRM_URL = b"ZZCONFIRMURLZZ"
+_FIELDS = {
+    TO: "to",
+    MESSAGE_ID: "message_id",
+    UNSUBSCRIBE_URL: "unsubscribe_url",
+    UNSUBSCRIBE_MAILTO: "unsubscribe_mailto",
+    PREFERENCES_URL: "preferences_url",
+    CONFIRM_URL: "confirm_url",
+    IN_REPLY_TO: "in_reply_to",
+}  # placeholder -> the Personal field that replaces it
+_PLACEHOLDER = re.compile(b"(" + b"|".join(re.escape(p) for p in _FIELDS) + b")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +84,25 @@ class MessageTemplate:
 
     data: bytes
     subject: str
+    # The data cut once at its placeholders: the texts between them, and the Personal field that
+    # goes between each two texts.
+    _texts: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pieces = _PLACEHOLDER.split(self.data)  # the capturing group keeps the placeholders
+        object.__setattr__(self, "_texts", tuple(pieces[0::2]))
+        object.__setattr__(self, "_fields", tuple(_FIELDS[p] for p in pieces[1::2]))
 
     def personalise(self, who: Personal) -> bytes:
         """The message for one recipient."""
-        data = self.data
-        for placeholder, value in (
-            (TO, who.to),
-            (MESSAGE_ID, who.message_id),
-            (UNSUBSCRIBE_URL, who.unsubscribe_url),
-            (UNSUBSCRIBE_MAILTO, who.unsubscribe_mailto),
-            (PREFERENCES_URL, who.preferences_url),
-            (CONFIRM_URL, who.confirm_url),
-            (IN_REPLY_TO, who.in_reply_to),
-        ):
-            if placeholder in data:
-                data = data.replace(placeholder, value.encode("ascii"))
-        return data
+        # One join of the texts and the values: a replace() per placeholder copied the whole
+        # message each time, and a fan-out personalises every message it sends.
+        encoded = {name: getattr(who, name).encode("ascii") for name in set(self._fields)}
+        pieces = [b""] * (2 * len(self._fields) + 1)
+        pieces[0::2] = self._texts
+        pieces[1::2] = [encoded[name] for name in self._fields]
+        return b"".join(pieces)
 
 
 def _wrap(text: str) -> str:
@@ -108,6 +121,9 @@ def _wrap(text: str) -> str:
 
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _BLANK_LINES = re.compile(r"\n{3,}")
+# C0 and C1 controls: ingest refuses them in titles, but a Subject must be one clean line whatever
+# reaches the renderer (str.split() already breaks at CR, LF, U+2028 ... but keeps NUL and others).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class MailRenderer:
@@ -127,7 +143,8 @@ class MailRenderer:
             "confirm_url": CONFIRM_URL.decode(),
             **context,
         }
-        subject = " ".join(self._env.get_template(f"email/{name}.subject.j2").render(values).split())
+        subject = self._env.get_template(f"email/{name}.subject.j2").render(values)
+        subject = " ".join(subject.split())
         text = self._env.get_template(f"email/{name}.txt.j2").render(values)
         html = _INLINER.inline(self._env.get_template(f"email/{name}.html.j2").render(values))
         return subject, _BLANK_LINES.sub("\n\n", text), html

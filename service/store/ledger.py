@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 
@@ -39,6 +40,7 @@ from service.store.database import Database
 from service.store.schema import UTCDateTime, deliveries, releases, subscriber_topics, subscribers
 
 _claims = itertools.count(1)
+_ANALYZE_AFTER = 10_000  # queued rows from which a fan-out refreshes PostgreSQL's table statistics
 _QUEUE_COLUMNS = [
     "subscriber_id", "kind", "key", "release_id", "release_version", "state", "attempts",
     "next_attempt_at", "expires_at", "created_at",
@@ -102,6 +104,13 @@ class Ledger:
     def __init__(self, db: Database, default_language: str = "en") -> None:
         self._db = db
         self._default_language = default_language.split("-")[0].lower()
+        # SQLite walks the (state, next_attempt_at) index: ordering by id made it sort every due row
+        # on every claim (200 ms with a million queued). PostgreSQL's planner does better with id.
+        self._claim_order = (
+            (deliveries.c.id,)
+            if db.dialect == "postgresql"
+            else (deliveries.c.next_attempt_at, deliveries.c.id)
+        )
 
     async def fan_out(
         self,
@@ -177,7 +186,13 @@ class Ledger:
                 .order_by(subscribers.c.id)
             )
             result = await conn.execute(insert(deliveries).from_select(_QUEUE_COLUMNS, audience))
-            return int(result.rowcount)
+            queued = int(result.rowcount)
+        if queued >= _ANALYZE_AFTER and self._db.dialect == "postgresql":
+            # Right after a bulk insert the planner still thinks the table is nearly empty and every
+            # claim chose a slow plan (65-85 ms at 100,000 rows instead of 2 ms): refresh its figures.
+            async with self._db.engine.begin() as conn:
+                await conn.execute(text("ANALYZE deliveries"))
+        return queued
 
     def _version_for_each_subscriber(
         self, versions: Sequence[Any], release_id: str, version: int
@@ -387,7 +402,7 @@ class Ledger:
                     deliveries.c.next_attempt_at <= now,
                     or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
                 )
-                .order_by(deliveries.c.id)
+                .order_by(*self._claim_order)
                 .limit(limit)
             )
             if self._db.dialect == "postgresql":

@@ -134,6 +134,20 @@ class Releases:
     def __init__(self, db: Database, default_language: str = "en") -> None:
         self._db = db
         self._default_language = default_language.split("-")[0].lower()
+        self._writes = 0
+
+    @property
+    def writes(self) -> int:
+        """How many transactions that may have changed the site this process has committed.
+
+        Lets a cache keep the site revision for a while yet see its own process's changes at once.
+        """
+        return self._writes
+
+    def _wrote(self) -> None:
+        # Called after the transaction committed: a reader that fetched the revision before the
+        # commit cached it under the old count, so it refetches.
+        self._writes += 1
 
     async def upsert(
         self, ann: Announcement, *, guid: str, now: datetime, live_sources: Collection[str]
@@ -147,16 +161,20 @@ class Releases:
         async with self._db.engine.begin() as conn:
             current = (await conn.execute(select(releases).where(releases.c.id == ann.id))).first()
             if current is None:
-                return await self._insert(conn, ann, digest, guid, now)
-            m = current._mapping
-            held_elsewhere = m["source"] != ann.source and m["source"] in live_sources
-            if held_elsewhere and m["state"] != ReleaseState.WITHDRAWN:
-                raise DuplicateIdError(
-                    ann.source,
-                    f"id {ann.id!r} is already used by {m['source']}",
-                    hint="give one of the two files a different 'id:'",
-                )
-            return await self._update(conn, current, ann, digest, now)
+                result = await self._insert(conn, ann, digest, guid, now)
+            else:
+                m = current._mapping
+                held_elsewhere = m["source"] != ann.source and m["source"] in live_sources
+                if held_elsewhere and m["state"] != ReleaseState.WITHDRAWN:
+                    raise DuplicateIdError(
+                        ann.source,
+                        f"id {ann.id!r} is already used by {m['source']}",
+                        hint="give one of the two files a different 'id:'",
+                    )
+                result = await self._update(conn, current, ann, digest, now)
+        if result.change is not Change.UNCHANGED:
+            self._wrote()
+        return result
 
     async def _insert(
         self, conn: AsyncConnection, ann: Announcement, digest: str, guid: str, now: datetime
@@ -235,6 +253,8 @@ class Releases:
                     done.append(release_id)
             if done:
                 await _bump_revision(conn, now)
+        if done:
+            self._wrote()
         return done
 
     async def topics_of(self, release_ids: Collection[str]) -> set[str]:
@@ -285,7 +305,8 @@ class Releases:
                 return None
             await _bump_revision(conn, now)
             row = (await conn.execute(select(releases).where(releases.c.id == release_id))).one()
-            return _to_release(row)
+        self._wrote()
+        return _to_release(row)
 
     async def held(self) -> list[tuple[str, datetime, datetime]]:
         """(id, publish_at, held_at) of every held release, oldest embargo first."""
@@ -318,6 +339,8 @@ class Releases:
                     published.append(_to_release(row))
             if published:
                 await _bump_revision(conn, now)
+        if published:
+            self._wrote()
         return published
 
     async def embargoes(self) -> list[tuple[str, datetime]]:

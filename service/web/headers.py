@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Pages: our own inline <style>, images from anywhere a release body links (https), forms posting to
@@ -36,13 +35,24 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _COMMON.items():
-                    headers.setdefault(name, value)
-                html = headers.get("content-type", "").startswith("text/html")
-                headers.setdefault("Content-Security-Policy", PAGE_POLICY if html else FILE_POLICY)
-                if html:
-                    headers.setdefault("X-Frame-Options", "DENY")
+                # Raw header pairs, not MutableHeaders: this runs on every feed request.
+                headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                html = any(
+                    name.lower() == b"content-type" and value.startswith(b"text/html")
+                    for name, value in headers
+                )
+                extra = _HTML_HEADERS if html else _FILE_HEADERS
+                headers.extend(pair for pair in extra if pair[0] not in present)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
+
+
+def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name.lower().encode(), value.encode()) for name, value in headers.items())
+
+
+_FILE_HEADERS = _raw({**_COMMON, "Content-Security-Policy": FILE_POLICY})
+_HTML_HEADERS = _raw({**_COMMON, "Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY"})

@@ -1,4 +1,5 @@
-"""Public HTTP handlers: feeds, archive pages, permalinks, attachments, health and metrics."""
+"""Public HTTP handlers besides the published pages and feeds (service.web.published): attachments,
+health and metrics."""
 
 from __future__ import annotations
 
@@ -6,19 +7,18 @@ import json
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, Response
 
 from service.audience import Audience
 from service.clock import Clock
 from service.errors import StoreError
 from service.metrics import CONTENT_TYPE, Metrics
 from service.render.pages import PageRenderer
-from service.render.site import FeedKind, Site
+from service.render.site import Site
 from service.store.database import Database
 from service.store.sources import Sources
 from service.tokens import Tokens
-from service.views import HTML, Rendered, Views
-from service.web.conditional import respond
+from service.views import HTML, Views
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,35 +45,9 @@ class Handlers:
     def __init__(self, deps: WebDeps) -> None:
         self.deps = deps
 
-    def _answer(self, request: Request, rendered: Rendered | None, kind: str) -> Response:
-        if rendered is None:
-            return self.not_found()
-        return respond(request, rendered, self.deps.metrics, kind)
-
     def not_found(self) -> Response:
         """The 404 page."""
         return Response(self.deps.views.not_found(), status_code=404, media_type=HTML)
-
-    async def feed(self, request: Request) -> Response:
-        """GET /feed.{rss,atom,json}, /topics/{topic}/feed.{...} and /{language}/feed.{...}."""
-        kind = FeedKind(request.path_params["kind"])
-        self.deps.metrics.feed_requests.labels(format=kind.value).inc()
-        params = request.path_params
-        rendered = await self.deps.views.feed(kind, params.get("topic"), params.get("language"))
-        return self._answer(request, rendered, "feed")
-
-    async def archive(self, request: Request) -> Response:
-        """GET /, /page/{n}, /topics/{topic}/ and /topics/{topic}/page/{n}."""
-        number = int(request.path_params.get("number", 1))
-        topic = request.path_params.get("topic")
-        if number == 1 and "number" in request.path_params:
-            return RedirectResponse(Site.archive_path(1, topic), 301)
-        return self._answer(request, await self.deps.views.archive(number, topic), "page")
-
-    async def announcement(self, request: Request) -> Response:
-        """GET /announcements/{id}."""
-        rendered = await self.deps.views.announcement(request.path_params["release_id"])
-        return self._answer(request, rendered, "page")
 
     async def attachment(self, request: Request) -> Response:
         """GET /announcements/{id}/attachments/{name}: only files the release lists."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -11,7 +12,7 @@ import pytest
 
 from service.runtime import Components
 from tests.conftest import FakeClock, Inbox
-from tests.web.conftest import StartService
+from tests.web.conftest import Service, StartService
 from tests.web.support import metric, scan
 
 FEEDS = ["/feed.rss", "/feed.atom", "/feed.json", "/topics/research/feed.atom"]
@@ -358,3 +359,51 @@ async def test_not_modified_responses_are_counted_by_kind(
     after = (await client.get("/metrics")).text
     assert count(after, "feed") - count(before, "feed") == 1
     assert count(after, "page") - count(before, "page") == 2
+
+
+async def test_gzip_refused_with_q_zero_is_not_used(client: httpx.AsyncClient, sample: list[str]) -> None:
+    response = await client.get("/feed.atom", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in response.headers
+
+
+# --- the site revision, cached for view_cache_seconds ----------------------------------------
+
+
+async def two_nodes(start_service: StartService, cache_seconds: float) -> tuple[Service, Service]:
+    """Two services on one database and folder, as two nodes are."""
+    return (
+        await start_service(view_cache_seconds=cache_seconds),
+        await start_service(view_cache_seconds=cache_seconds),
+    )
+
+
+async def test_a_nodes_own_change_shows_at_once(start_service: StartService, inbox: Inbox) -> None:
+    node, _ = await two_nodes(start_service, cache_seconds=3600)
+    before = (await fetch(node.http, "/feed.atom")).headers["etag"]
+    inbox.release("new.md", title="Fresh news", date="2026-11-21")
+    await scan(node.parts)
+    after = await fetch(node.http, "/feed.atom")
+    assert after.headers["etag"] != before
+    assert "Fresh news" in after.text
+
+
+async def test_another_nodes_change_is_cached_for_view_cache_seconds(
+    start_service: StartService, inbox: Inbox
+) -> None:
+    node, other = await two_nodes(start_service, cache_seconds=3600)
+    before = (await fetch(node.http, "/feed.atom")).headers["etag"]
+    inbox.release("new.md", title="Fresh news", date="2026-11-21")
+    await scan(other.parts)
+    assert "Fresh news" in (await fetch(other.http, "/feed.atom")).text
+    assert (await fetch(node.http, "/feed.atom")).headers["etag"] == before  # not asked again yet
+
+
+async def test_another_nodes_change_shows_once_view_cache_seconds_passed(
+    start_service: StartService, inbox: Inbox
+) -> None:
+    node, other = await two_nodes(start_service, cache_seconds=0.2)
+    await fetch(node.http, "/feed.atom")
+    inbox.release("new.md", title="Fresh news", date="2026-11-21")
+    await scan(other.parts)
+    await asyncio.sleep(0.3)  # view_cache_seconds is on the monotonic clock, not the fake one
+    assert "Fresh news" in (await fetch(node.http, "/feed.atom")).text
