@@ -264,7 +264,7 @@ def main() -> None:
                   f"one file {baseline[-1]:.2f} s", flush=True)  # fmt: skip
         if args.profile:
             profile_startup(tmp)
-        times = asyncio.run(in_process(tmp, args.rounds, args.renders))
+        times = lib.run(in_process(tmp, args.rounds, args.renders))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(small, ignore_errors=True)

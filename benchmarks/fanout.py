@@ -223,15 +223,15 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp:
         folder = Path(tmp)
         if args.child == "fanout":
-            result = asyncio.run(
+            result = lib.run(
                 fan_out(args.port, args.subscribers, args.pool, args.batch, args.url, folder, args.outbox)
             )
         elif args.child == "bulletin":
-            Path(args.out).write_bytes(asyncio.run(bulletin(folder)))
+            Path(args.out).write_bytes(lib.run(bulletin(folder)))
             result = {}
         else:
             data = Path(args.out).read_bytes()
-            result = asyncio.run(transport_alone(args.port, args.subscribers, args.pool, data))
+            result = lib.run(transport_alone(args.port, args.subscribers, args.pool, data))
     print(json.dumps(result))
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import free_port, pinned, wait_listening
+from benchlib import free_port, pinned, run, wait_listening
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "bench@example.org"
@@ -280,7 +280,7 @@ def main() -> None:
         asyncio.run(serve_aiosmtpd() if args.serve_aiosmtpd else serve_minimal())
         return
     if args.send:
-        seconds = asyncio.run(SENDERS[args.send](args.port, args.messages, args.size, args.connections))
+        seconds = run(SENDERS[args.send](args.port, args.messages, args.size, args.connections))
         print(json.dumps({"seconds": seconds}))
         return
     if args.smoke:
