@@ -91,3 +91,17 @@ async def test_embargo_moved_earlier_reschedules(live: Components, inbox: Inbox)
         assert scheduler.embargo_jobs() == {}
     finally:
         await scheduler.stop()
+
+
+async def test_the_periodic_rescan_finds_a_file_the_watcher_never_reported(
+    live: Components, inbox: Inbox
+) -> None:
+    """Watcher events can be lost (inotify overflow, network shares): no scan is requested here."""
+    scheduler = Scheduler(live.jobs, scan_interval=0.5)
+    await scheduler.start()
+    try:
+        await asyncio.sleep(0.1)  # the start-up scan has run: the folder was empty
+        inbox.release("unannounced.md")
+        await wait_until_visible(live, "unannounced", within=5)
+    finally:
+        await scheduler.stop()
