@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from service.errors import ConfigError
 
 ENV_PREFIX = "ANNOUNCE_"
 DEFAULT_CONFIG_FILE = Path("config.yaml")
+# Secrets: from the environment (or the `<key>_file` setting), never from config.yaml, which is
+# copied, committed and shown around far more often than an environment or a 0600 file.
+ENVIRONMENT_ONLY = ("secret_key", "smtp_password")
+# Characters that end a header line somewhere (str.splitlines() breaks at each of them, and so does
+# the email package), or that no header may carry: refused in the settings that go into mail headers.
+_LINE_BREAKING = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class Settings(BaseSettings):
@@ -100,13 +107,25 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Time limit on extracting the text of one PDF release (in a child process)."
     )
     # Subscribers
-    secret_key: str | None = Field(
+    secret_key: SecretStr | None = Field(
         None,
-        description="Signs confirm, unsubscribe and preferences links. Set it from the environment "
-        "(ANNOUNCE_SECRET_KEY); empty: a random key is created once in <data_dir>/secret_key.",
+        description="Signs confirm, unsubscribe and preferences links. Only from the environment "
+        "(ANNOUNCE_SECRET_KEY) or secret_key_file, never config.yaml; neither: a random key is created "
+        "once in <data_dir>/secret_key.",
     )
-    previous_secret_keys: list[str] = Field(
-        [], description="Keys still accepted for links in mail already sent (key rotation)."
+    secret_key_file: Path | None = Field(
+        None, description="A file holding secret_key (read at start, surrounding whitespace ignored)."
+    )
+    previous_secret_keys: list[SecretStr] = Field(
+        [],
+        description="Keys still accepted, until previous_secret_keys_until, for links in mail already "
+        "sent (key rotation).",
+    )
+    previous_secret_keys_until: datetime | None = Field(
+        None,
+        validate_default=True,
+        description="End of the grace period of previous_secret_keys (ISO 8601 with a time zone); "
+        "required when they are set.",
     )
     confirm_token_hours: float = Field(168.0, gt=0, description="Lifetime of a confirmation link, in hours.")
     confirmation_window_minutes: float = Field(
@@ -114,6 +133,15 @@ class Settings(BaseSettings):
     )
     subscribe_rate_limit: int = Field(
         10, ge=1, description="Subscription requests accepted per client address per minute."
+    )
+    link_rate_limit: int = Field(
+        60,
+        ge=1,
+        description="Requests to confirm, unsubscribe and preferences links accepted per client address "
+        "per minute.",
+    )
+    max_request_bytes: int = Field(
+        32_768, ge=1024, description="Largest request body accepted (forms, the JSON API); larger: 413."
     )
     # Mail
     mail_transport: Literal["outbox", "smtp"] = Field(
@@ -128,8 +156,13 @@ class Settings(BaseSettings):
         "none", description="`starttls` (port 587), `tls` (port 465) or `none` (a local relay)."
     )
     smtp_username: str | None = Field(None, description="SMTP AUTH user; empty: no authentication.")
-    smtp_password: str | None = Field(
-        None, description="SMTP AUTH password; set it from the environment (ANNOUNCE_SMTP_PASSWORD)."
+    smtp_password: SecretStr | None = Field(
+        None,
+        description="SMTP AUTH password. Only from the environment (ANNOUNCE_SMTP_PASSWORD) or "
+        "smtp_password_file, never config.yaml.",
+    )
+    smtp_password_file: Path | None = Field(
+        None, description="A file holding smtp_password (read at start, surrounding whitespace ignored)."
     )
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for each SMTP reply.")
     smtp_pool_size: int = Field(4, ge=1, le=100, description="Persistent SMTP connections at most.")
@@ -186,6 +219,39 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL, e.g. https://press.example.org")
         return value.rstrip("/")
 
+    @field_validator("site_title", "mail_from_name")
+    @classmethod
+    def _one_header_line(cls, value: str | None) -> str | None:
+        # Both go into mail headers (List-Id, From, subjects): a line break there would either be
+        # refused by the email package at send time, or start a header of the operator's choosing.
+        if value is not None and any(c in _LINE_BREAKING or c == "\x00" for c in value):
+            raise ValueError("must be one line, without control characters")
+        return value
+
+    @field_validator("secret_key_file", "smtp_password_file")
+    @classmethod
+    def _secret_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        key = (info.field_name or "").removesuffix("_file")
+        given = info.data.get(key)
+        if isinstance(given, SecretStr) and given.get_secret_value():
+            raise ValueError(f"set either {ENV_PREFIX}{key.upper()} or {key}_file, not both")
+        read_secret_file(value)  # at start: a missing or empty file stops the service now
+        return value
+
+    @field_validator("previous_secret_keys_until")
+    @classmethod
+    def _grace_period(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("needs a time zone, e.g. 2027-01-31T00:00:00Z")
+        if value is None and info.data.get("previous_secret_keys"):
+            raise ValueError(
+                "required when previous_secret_keys is set: the moment links signed with the previous "
+                "keys stop working, e.g. 90 days after the rotation"
+            )
+        return value
+
     @field_validator("websub_hub")
     @classmethod
     def _hub_url(cls, value: str | None) -> str | None:
@@ -239,6 +305,16 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
+    def secret_key_value(self) -> str | None:
+        """The link-signing key from the environment or secret_key_file; None if neither is set."""
+        return _secret(self.secret_key, self.secret_key_file, "secret_key_file")
+
+    @property
+    def smtp_password_value(self) -> str | None:
+        """The SMTP AUTH password from the environment or smtp_password_file; None if neither is set."""
+        return _secret(self.smtp_password, self.smtp_password_file, "smtp_password_file")
+
+    @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to SQLite under data_dir."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'announce.db'}"
@@ -282,6 +358,42 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+def read_secret_file(path: Path) -> str:
+    """The secret held in `path`, without surrounding whitespace (a trailing newline, typically)."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # Never the content: only where it is and why it cannot be read.
+        raise ValueError(
+            f"cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}"
+        ) from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
+
+
+def _secret(value: SecretStr | None, file: Path | None, file_key: str) -> str | None:
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if file is None:
+        return None
+    try:
+        return read_secret_file(file)
+    except ValueError as exc:  # the file changed since the settings were loaded
+        raise ConfigError(file_key, str(exc)) from None
+
+
+def _refuse_secrets(data: dict[str, Any], path: Path) -> None:
+    for key in ENVIRONMENT_ONLY:
+        if data.get(key) not in (None, ""):
+            # Name the way out, never the value (it is on its way to a terminal or a log).
+            raise ConfigError(
+                key,
+                f"secrets are not read from {path.name}: set the environment variable "
+                f"{ENV_PREFIX}{key.upper()}, or name a file holding it with {key}_file",
+            )
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -303,7 +415,10 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     # Relative folders in a config file mean "next to that file", so --config works from anywhere.
     resolved = dict(data)
-    for key in ("announcements_dir", "data_dir", "templates_dir", "outbox_dir", "dkim_key_file"):
+    for key in (
+        "announcements_dir", "data_dir", "templates_dir", "outbox_dir", "dkim_key_file", "secret_key_file",
+        "smtp_password_file",
+    ):  # fmt: skip
         value = resolved.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             resolved[key] = str(base / value)
@@ -315,7 +430,9 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
     path = config_path if config_path is not None else DEFAULT_CONFIG_FILE
     data: dict[str, Any] = {}
     if config_path is not None or path.exists():
-        data = _resolve_paths(_read_file(path), path.parent)
+        data = _read_file(path)
+        _refuse_secrets(data, path)
+        data = _resolve_paths(data, path.parent)
     _FileSource.pending = data
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -326,6 +443,9 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against docs/configuration.md)"
         raise ConfigError(key, message) from None
+    except SettingsError as exc:
+        # An environment variable that is not the JSON its setting needs; say which, never its value.
+        raise ConfigError("environment", f'{exc} (lists and objects are JSON, e.g. \'["a", "b"]\')') from None
     finally:
         _FileSource.pending = {}
 

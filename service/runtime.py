@@ -117,9 +117,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     pages = PageRenderer(templates, site)
     clock = clock or SystemClock()
     tokens = Tokens(
-        settings.secret_key or load_or_create_secret(settings.data_dir / "secret_key"),
-        settings.previous_secret_keys,
+        link_secret(settings),
+        [key.get_secret_value() for key in settings.previous_secret_keys],
         confirm_max_age=timedelta(hours=settings.confirm_token_hours),
+        previous_until=settings.previous_secret_keys_until,
+        clock=clock,
     )
     audience = Audience(
         subscribers,
@@ -177,6 +179,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Components:
     )  # fmt: skip
 
 
+def link_secret(settings: Settings) -> str:
+    """The key signing links: from the environment or secret_key_file, else <data_dir>/secret_key."""
+    return settings.secret_key_value or load_or_create_secret(settings.data_dir / "secret_key")
+
+
 def make_mailer(settings: Settings) -> Mailer:
     """The configured transport: the file outbox (default) or an SMTP relay."""
     if settings.mail_transport == "outbox":
@@ -187,7 +194,7 @@ def make_mailer(settings: Settings) -> Mailer:
             port=settings.smtp_port,
             security=settings.smtp_security,
             username=settings.smtp_username,
-            password=settings.smtp_password,
+            password=settings.smtp_password_value,
             timeout=settings.smtp_timeout,
             pool_size=settings.smtp_pool_size,
             rate_limit=settings.smtp_rate_limit,
@@ -247,10 +254,10 @@ def make_app(parts: Components, scheduler: Scheduler | None = None) -> FastAPI:
         pages=PageRenderer(parts.templates, parts.site),
         site=parts.site,
         clock=parts.jobs.clock,
-        csrf_secret=csrf_key(
-            parts.settings.secret_key or load_or_create_secret(parts.settings.data_dir / "secret_key")
-        ),
+        csrf_secret=csrf_key(link_secret(parts.settings)),
         subscribe_rate_limit=parts.settings.subscribe_rate_limit,
+        link_rate_limit=parts.settings.link_rate_limit,
+        max_request_bytes=parts.settings.max_request_bytes,
     )
     return create_app(deps, lifespan=lifespan, title=parts.settings.site_title)
 

@@ -1,15 +1,20 @@
-"""Signed, purpose-bound tokens for links in mail: no address inside, and confirm links expire."""
+"""Signed, purpose-bound tokens for links in mail: no address inside, and confirm links expire.
+
+Key rotation: tokens are signed with the current key; those signed with a previous key are accepted
+until the end of its grace period (on the injected clock), then refused like any forged token.
+"""
 
 from __future__ import annotations
 
 import enum
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from service.clock import Clock, SystemClock
 from service.files import write_atomic
 
 
@@ -25,14 +30,21 @@ class Tokens:
     """Makes and checks tokens carrying a subscriber id (never the address) and a generation."""
 
     def __init__(
-        self, secret: str, previous: Sequence[str] = (), confirm_max_age: timedelta = timedelta(days=7)
+        self,
+        secret: str,
+        previous: Sequence[str] = (),
+        confirm_max_age: timedelta = timedelta(days=7),
+        *,
+        previous_until: datetime | None = None,
+        clock: Clock | None = None,
     ):
-        # itsdangerous signs with the last key and accepts every key in the list: rotation.
-        self._keys = [*previous, secret]
+        # itsdangerous signs with the last key and accepts every key in the list: rotation. Two sets
+        # of serializers, so that when the grace period ends the previous keys are simply not tried.
         self._confirm_max_age = confirm_max_age
-        self._serializers = {
-            purpose: URLSafeTimedSerializer(self._keys, salt=f"announce.{purpose}") for purpose in Purpose
-        }
+        self._previous_until = previous_until
+        self._clock = clock or SystemClock()
+        self._serializers = _serializers([secret])
+        self._with_previous = _serializers([*previous, secret]) if previous else self._serializers
 
     def make(self, purpose: Purpose, subscriber_id: int, generation: int = 0) -> str:
         """A URL-safe token for `purpose`."""
@@ -42,7 +54,7 @@ class Tokens:
         """(subscriber id, generation), or None if forged, for another purpose, or expired."""
         max_age = int(self._confirm_max_age.total_seconds()) if purpose is Purpose.CONFIRM else None
         try:
-            value = self._serializers[purpose].loads(token, max_age=max_age)
+            value = self._accepted()[purpose].loads(token, max_age=max_age)
         except (SignatureExpired, BadSignature):
             return None
         if (
@@ -52,6 +64,15 @@ class Tokens:
         ):
             return None
         return value[0], value[1]
+
+    def _accepted(self) -> dict[Purpose, URLSafeTimedSerializer]:
+        if self._previous_until is not None and self._clock.now() >= self._previous_until:
+            return self._serializers
+        return self._with_previous
+
+
+def _serializers(keys: list[str]) -> dict[Purpose, URLSafeTimedSerializer]:
+    return {purpose: URLSafeTimedSerializer(keys, salt=f"announce.{purpose}") for purpose in Purpose}
 
 
 def load_or_create_secret(path: Path) -> str:

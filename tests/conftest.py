@@ -108,12 +108,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_
         return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'announce.db'}"
     if postgres_url is None:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN}")
-    conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    return await empty_postgres(postgres_url)
+
+
+async def empty_postgres(url: str) -> str:
+    """Drop everything in the test database's public schema; returns `url`."""
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
-    return postgres_url
+    return url
 
 
 # ---- the service ---------------------------------------------------------------------------------
@@ -194,21 +199,21 @@ def mail_overrides() -> dict[str, Any]:
     return {}
 
 
+def mail_settings(tmp_path: Path, database_url: str, server: SmtpServer, **overrides: Any) -> Settings:
+    """Settings of a service sending through `server` (the `mail` fixture's); `overrides` win."""
+    values: dict[str, Any] = {
+        "database_url": database_url, "mail_transport": "smtp", "smtp_port": server.port, "smtp_timeout": 2,
+        "mail_from": "press@example.org", "mail_from_name": "Example Press Office", **overrides,
+    }  # fmt: skip
+    return make_settings(tmp_path, **values)
+
+
 @pytest.fixture
 async def mail(
     tmp_path: Path, database_url: str, clock: FakeClock, server: SmtpServer, mail_overrides: dict[str, Any]
 ) -> AsyncIterator[Components]:
     """The service sending through `server`, on the fake clock; the dispatcher is driven by the test."""
-    settings = make_settings(
-        tmp_path,
-        database_url=database_url,
-        mail_transport="smtp",
-        smtp_port=server.port,
-        smtp_timeout=2,
-        mail_from="press@example.org",
-        mail_from_name="Example Press Office",
-        **mail_overrides,
-    )
+    settings = mail_settings(tmp_path, database_url, server, **mail_overrides)
     parts = build(settings, clock)
     await parts.database.migrate()
     yield parts

@@ -16,6 +16,7 @@ from service.store.releases import Releases
 from service.tokens import Purpose, Tokens
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # line breaks, NUL, tabs: never in a header value
 Signer = Callable[[bytes], bytes]
 # The attachments of a release that bulletins carry (small ones), with their bytes.
 AttachmentReader = Callable[[Release], Awaitable[list[tuple[Attachment, bytes]]]]
@@ -127,6 +128,10 @@ class Composer:
 
     @staticmethod
     def _reason_to_skip(row: Claimed) -> str | None:
+        # The doors validate addresses, but the stored one goes into To: as raw bytes: one stored by
+        # other means (a database import, an older version) must not inject headers or stop the batch.
+        if not row.email.isascii() or _CONTROL.search(row.email):
+            return "the address cannot be written in a mail header"
         if row.kind is DeliveryKind.CONFIRMATION:
             return (
                 None

@@ -157,7 +157,13 @@ class Dispatcher:
                 total += handled
             return total
 
-        return sum(await asyncio.gather(*(lane() for _ in range(self._policy.lanes))))
+        # Every lane finishes before an error is raised: a lane left running on its own while run()
+        # starts new ones would put more than `lanes` batches in flight (and more duplicates at a crash).
+        results = await asyncio.gather(*(lane() for _ in range(self._policy.lanes)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain continuously until `stop` is set; errors are logged and retried after a pause."""

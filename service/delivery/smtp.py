@@ -16,7 +16,7 @@ import logging
 import re
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import aiosmtplib
@@ -41,7 +41,7 @@ class SmtpOptions:
     port: int = 25
     security: Literal["none", "starttls", "tls"] = "none"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     timeout: float = 30.0  # per SMTP command (and for connecting)
     pool_size: int = 4  # max persistent connections
     rate_limit: float = 0.0  # messages per second across the pool; 0 = unlimited

@@ -144,7 +144,7 @@ class MailRenderer:
             **context,
         }
         subject = self._env.get_template(f"email/{name}.subject.j2").render(values)
-        subject = " ".join(subject.split())
+        subject = " ".join(_CONTROLS.sub(" ", subject).split())
         text = self._env.get_template(f"email/{name}.txt.j2").render(values)
         html = _INLINER.inline(self._env.get_template(f"email/{name}.html.j2").render(values))
         return subject, _BLANK_LINES.sub("\n\n", text), html

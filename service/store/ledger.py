@@ -410,11 +410,14 @@ class Ledger:
             ids = [r.id for r in await conn.execute(due)]
             if not ids:
                 return []
-            # The lease condition again: on SQLite another process may have claimed since the SELECT.
+            # The whole condition again: on SQLite the SELECT ran before this transaction held the write
+            # lock, and meanwhile another process may have claimed these rows, or sent and recorded them.
             await conn.execute(
                 update(deliveries)
                 .where(
                     deliveries.c.id.in_(ids),
+                    deliveries.c.state.in_(states),
+                    deliveries.c.next_attempt_at <= now,
                     or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
                 )
                 .values(claimed_by=token, claimed_until=now + lease)

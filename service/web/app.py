@@ -9,10 +9,11 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from service import __version__
 from service.web.headers import SecurityHeaders
+from service.web.limits import BodySizeLimit
 from service.web.published import PublishedViews
 from service.web.routes import Handlers, WebDeps
 from service.web.subscriptions import API_PATH, SubscriptionAccepted, SubscriptionHandlers
@@ -34,9 +35,16 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
         name="attachment",
         include_in_schema=False,
     )
-    route("/healthz", h.healthz, methods=["GET"], tags=["operations"], summary="Liveness and database check")
+    route(
+        "/healthz", h.healthz, methods=["GET"], tags=["operations"], summary="Liveness and database check",
+        responses={503: {"description": "The database does not answer"}},
+    )  # fmt: skip
     route("/healthz", h.healthz, methods=["HEAD"], include_in_schema=False)  # one operationId per method
-    route("/metrics", h.metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics")
+    # PlainTextResponse documents what it serves (the Prometheus text format), not JSON.
+    route(
+        "/metrics", h.metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )  # fmt: skip
     s = SubscriptionHandlers(deps)
     for path, page, methods, name in (
         ("/subscribe", s.subscribe_form, _GET, "subscribe_form"),
@@ -59,6 +67,7 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
         tags=["subscriptions"],
         summary="Request an email subscription (double opt-in)",
         responses={
+            400: {"description": "The request body cannot be read as JSON (e.g. not UTF-8)"},
             413: {"description": "The request body is larger than max_request_bytes"},
             429: {"description": "Too many requests from this client: see the Retry-After header"},
         },
@@ -71,7 +80,10 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_found)
+    # Outermost last. PublishedViews answers feeds and pages before the others run (it compresses
+    # its own bodies and reads none); SecurityHeaders wraps everything, 413s included.
     app.add_middleware(GZipMiddleware, minimum_size=500)
-    app.add_middleware(PublishedViews, views=deps.views, metrics=deps.metrics)  # compresses its own
+    app.add_middleware(BodySizeLimit, max_bytes=deps.max_request_bytes)
+    app.add_middleware(PublishedViews, views=deps.views, metrics=deps.metrics)
     app.add_middleware(SecurityHeaders)
     return app

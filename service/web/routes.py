@@ -37,6 +37,8 @@ class WebDeps:
     clock: Clock  # the rate limit's time
     csrf_secret: bytes  # service.web.subscriptions.csrf_key(): never the token signing key itself
     subscribe_rate_limit: int  # requests per client per minute
+    link_rate_limit: int = 60  # confirm, unsubscribe and preferences requests per client per minute
+    max_request_bytes: int = 32_768  # larger request bodies are refused with 413
 
 
 class Handlers:

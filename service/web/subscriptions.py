@@ -1,6 +1,8 @@
 """Subscription pages and API: subscribe, confirm, unsubscribe (RFC 8058 one-click), preferences.
 
-Every door answers alike whatever the address's state (no enumeration). Every page here is about
+Every door answers alike whatever the address's state (no enumeration): the store work that differs
+between a new and a known address (an insert and a queued confirmation mail, or nothing) runs after
+the answer is sent, so neither the answer nor its timing tells them apart. Every page here is about
 one person, and the confirm, unsubscribe and preferences pages carry that person's token in their
 URL: none is cached (`Cache-Control: no-store`), none passes its URL on to another site
 (`Referrer-Policy: same-origin`), and neither tokens nor addresses are logged (subscriber ids are).
@@ -16,12 +18,13 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException
+from fastapi import BackgroundTasks, HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from service.addresses import InvalidAddress, normalise_address
 from service.audience import Preferences
@@ -65,14 +68,21 @@ class SubscriptionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320, description="The address to subscribe.", examples=["jane@example.org"])
+    email: str = Field(
+        max_length=320,
+        description="The address to subscribe.",
+        examples=["jane@example.org"],
+        json_schema_extra={"format": "email"},
+    )
     topics: list[str] = Field(
         default_factory=list,
         max_length=MAX_TOPICS,
         description="Topics to receive, among those with published announcements; empty or absent: all.",
     )
     lang: str | None = Field(
-        None, description=f"Language of the emails, one of: {', '.join(LANGUAGES)}; absent: the site's."
+        None,
+        description=f"Language of the emails, one of: {', '.join(LANGUAGES)}; absent: the site's.",
+        json_schema_extra={"enum": [*LANGUAGES, None]},
     )
     frequency: Frequency = Field(Frequency.IMMEDIATE, description="Each release, or a daily or weekly digest")
 
@@ -139,8 +149,29 @@ def choice_errors(
     return errors
 
 
-def _page(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type=HTML, headers={**PRIVATE, **(headers or {})})
+def _page(
+    body: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> Response:
+    return Response(
+        body,
+        status_code=status,
+        media_type=HTML,
+        headers={**PRIVATE, **(headers or {})},
+        background=background,
+    )
+
+
+def _too_many(wait: int) -> Response:
+    # Plain text: a person follows a mail link a few times a minute at most, so whoever sees this is
+    # a script (or many people behind one address, who are told when to come back).
+    return PlainTextResponse(
+        f"Too many requests from your connection: please try again in {wait} seconds.",
+        status_code=429,
+        headers={"Retry-After": str(wait), **PRIVATE},
+    )
 
 
 def _client(request: Request) -> str:
@@ -185,6 +216,9 @@ class SubscriptionHandlers:
         self.deps = deps
         # One budget per client for both doors: alternating the form and the API gains nothing.
         self.limiter = RateLimiter(deps.subscribe_rate_limit, RATE_WINDOW, deps.clock)
+        # Another for the links in mail (confirm, unsubscribe, preferences: pages and posts), so that
+        # a client probing tokens cannot use up anyone's subscribe budget, nor the reverse.
+        self.link_limiter = RateLimiter(deps.link_rate_limit, RATE_WINDOW, deps.clock)
         self.default_lang = default_language(deps.site.language)
 
     def _consent(self, method: str, path: str, request: Request) -> Consent:
@@ -192,6 +226,23 @@ class SubscriptionHandlers:
 
     async def _known_topics(self) -> list[str]:
         return await self.deps.views.topics()
+
+    def _link_limited(self, request: Request) -> Response | None:
+        wait = self.link_limiter.hit(_client(request))
+        return None if wait is None else _too_many(wait)
+
+    async def _record_request(self, address: str, prefs: Preferences, consent: Consent, door: str) -> None:
+        """Store a subscription request once its answer is sent (see the module docstring)."""
+        try:
+            result = await self.deps.audience.subscribe(address, prefs, consent)
+        except Exception as exc:
+            # The answer is gone already; the exception's text may quote the address (SQL parameters).
+            log.error("subscription request failed", extra={"door": door, "error": type(exc).__name__})
+            return
+        log.info(
+            "subscription requested",
+            extra={"subscriber": result.subscriber.id, "outcome": result.outcome.value, "door": door},
+        )
 
     # --- subscribe: the form -----------------------------------------------------------------------
 
@@ -228,12 +279,9 @@ class SubscriptionHandlers:
         if errors:
             return _page(self._form_page(email, known, topics, lang, frequency, errors), 422)
         prefs = Preferences(tuple(sorted(topics)), lang, Frequency(frequency))
-        result = await self.deps.audience.subscribe(address, prefs, self._consent("web", FORM_PATH, request))
-        log.info(
-            "subscription requested",
-            extra={"subscriber": result.subscriber.id, "outcome": result.outcome.value, "door": "web"},
-        )
-        return _page(self.deps.pages.subscribed())
+        consent = self._consent("web", FORM_PATH, request)
+        record = BackgroundTask(self._record_request, address, prefs, consent, "web")
+        return _page(self.deps.pages.subscribed(), background=record)
 
     # --- subscribe: the API ------------------------------------------------------------------------
 
@@ -248,12 +296,13 @@ class SubscriptionHandlers:
             )
 
     async def api_subscribe(
-        self, request: Request, body: SubscriptionRequest, response: Response
+        self, request: Request, body: SubscriptionRequest, response: Response, background: BackgroundTasks
     ) -> SubscriptionAccepted:
         """Request a subscription. The answer is the same for every address: follow the link it receives.
 
         Topics must be among those with published announcements. At most
-        `subscribe_rate_limit` requests per client per minute (429 with Retry-After beyond).
+        `subscribe_rate_limit` requests per client per minute (429 with Retry-After beyond); bodies
+        over `max_request_bytes` are refused (413).
         """
         known = await self._known_topics()
         topics = _unique(body.topics)
@@ -272,11 +321,7 @@ class SubscriptionHandlers:
             )
         prefs = Preferences(tuple(sorted(topics)), body.lang or self.default_lang, body.frequency)
         consent = self._consent("api", API_PATH, request)
-        result = await self.deps.audience.subscribe(body.email, prefs, consent)
-        log.info(
-            "subscription requested",
-            extra={"subscriber": result.subscriber.id, "outcome": result.outcome.value, "door": "api"},
-        )
+        background.add_task(self._record_request, body.email, prefs, consent, "api")
         response.headers.update(PRIVATE)
         return SubscriptionAccepted()
 
@@ -290,6 +335,8 @@ class SubscriptionHandlers:
         also confirms; the confirmation still proves the mailbox received the link. HEAD is not
         routed, so link checkers that probe with HEAD confirm nothing.
         """
+        if (limited := self._link_limited(request)) is not None:
+            return limited
         subscriber = await self.deps.audience.confirm(_token(request))
         if subscriber is None:
             return _page(self.deps.pages.confirm(None), 400)
@@ -301,6 +348,8 @@ class SubscriptionHandlers:
 
     async def unsubscribe_page(self, request: Request) -> Response:
         """GET /unsubscribe/{token}: a page with one button; showing it never changes anything."""
+        if (limited := self._link_limited(request)) is not None:
+            return limited
         token = _token(request)
         subscriber = await self.deps.audience.holder(Purpose.UNSUBSCRIBE, token)
         if subscriber is None:
@@ -315,6 +364,8 @@ class SubscriptionHandlers:
         `List-Unsubscribe=One-Click` urlencoded or as multipart, and neither may fail to count.
         No cookie, no CSRF field, no redirect: a 200 page is the answer either way.
         """
+        if (limited := self._link_limited(request)) is not None:
+            return limited
         token = _token(request)
         subscriber = await self.deps.audience.unsubscribe(token)
         if subscriber is None:
@@ -337,6 +388,8 @@ class SubscriptionHandlers:
 
     async def preferences_page(self, request: Request) -> Response:
         """GET /preferences/{token}: the form, filled in with the current choices."""
+        if (limited := self._link_limited(request)) is not None:
+            return limited
         token = _token(request)
         subscriber = await self.deps.audience.holder(Purpose.PREFERENCES, token)
         if subscriber is None:
@@ -367,6 +420,8 @@ class SubscriptionHandlers:
 
     async def save_preferences(self, request: Request) -> Response:
         """POST /preferences/{token}: change topics, language and frequency (CSRF-checked)."""
+        if (limited := self._link_limited(request)) is not None:
+            return limited
         token = _token(request)
         if not self._same_origin(request):
             return _page(self.deps.pages.preferences("forbidden"), 403)

@@ -13,11 +13,13 @@ fixture (import the fixture into your test module or conftest)::
         server.stall_rcpt(1); server.stall_data(1)    # never reply (until clear() or stop())
         await server.stop(); await server.start()     # down and back up on the same port
         server.drop_sessions()                        # close open sessions, keep listening
+        server.require_auth("user", "password")       # offer AUTH PLAIN/LOGIN (no TLS), only this login
         server.messages                               # accepted messages, in order (`Received`)
         server.dropped                                # read in full, then cut off without a reply
 
 A reply starting with 421 also closes the connection, as real servers do. Counters (`connections`,
-`active`, `max_active`, `transactions`, `rsets`, `quits`) let tests check pooling and politeness.
+`active`, `max_active`, `transactions`, `rsets`, `quits`) let tests check pooling and politeness;
+`logins` lists the AUTH attempts (login names, and whether each succeeded).
 `await server.wait_idle()` waits until every session has ended.
 """
 
@@ -30,7 +32,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 __all__ = ["Received", "SmtpServer", "mail_server", "smtp_server"]
 
@@ -76,6 +78,8 @@ class SmtpServer:
         self.transactions = 0  # MAIL FROM commands seen
         self.rsets = 0
         self.quits = 0
+        self.logins: list[tuple[str, bool]] = []  # (login, accepted) for each AUTH
+        self._credentials: tuple[str, str] | None = None
         self._refused: dict[str, str] = {}
         self._mail_fault = _Fault(0)
         self._data_fault = _Fault(0)
@@ -114,6 +118,10 @@ class SmtpServer:
     def stall_data(self, n: int | None = 1) -> None:
         """Read the next `n` messages, then never answer (until clear() or stop())."""
         self._stall_data = _Fault(n)
+
+    def require_auth(self, login: str, password: str) -> None:
+        """Offer AUTH (PLAIN, LOGIN; plain TCP, as a local relay may) to new sessions; accept only this."""
+        self._credentials = (login, password)
 
     def clear(self) -> None:
         """Remove every fault and release stalled replies."""
@@ -167,6 +175,17 @@ class SmtpServer:
         self.max_active = max(self.max_active, self.active)
         self._idle.clear()
 
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        # handled=False: aiosmtpd then answers a failure itself (535), as a real server does.
+        if not isinstance(data, LoginPassword) or self._credentials is None:
+            return AuthResult(success=False, handled=False)
+        login, password = data.login.decode(), data.password.decode()
+        accepted = (login, password) == self._credentials
+        self.logins.append((login, accepted))
+        return AuthResult(success=accepted, handled=False, auth_data=login if accepted else None)
+
     def _closed(self, session: _Session) -> None:
         if session in self._sessions:
             self._sessions.discard(session)
@@ -179,7 +198,10 @@ class _Session(SMTP):
     """aiosmtpd's protocol, counted and handed a fault-injecting handler."""
 
     def __init__(self, owner: SmtpServer, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(_Handler(owner), hostname=HOSTNAME, enable_SMTPUTF8=True, loop=loop)
+        auth: dict[str, object] = {}
+        if owner._credentials is not None:
+            auth = {"authenticator": owner._authenticate, "auth_require_tls": False}
+        super().__init__(_Handler(owner), hostname=HOSTNAME, enable_SMTPUTF8=True, loop=loop, **auth)  # type: ignore[arg-type]
         self._owner = owner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
