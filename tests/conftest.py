@@ -28,6 +28,13 @@ POSTGRES_ADMIN = os.environ.get("ANNOUNCE_TEST_POSTGRES", "postgresql://postgres
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests (real processes, timing) one after another on one xdist worker."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 class FakeClock:
     """The one thing tests mock: time."""
 
