@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import enum
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from service.clock import Clock, SystemClock
 from service.files import write_atomic
@@ -45,10 +47,24 @@ class Tokens:
         self._clock = clock or SystemClock()
         self._serializers = _serializers([secret])
         self._with_previous = _serializers([*previous, secret]) if previous else self._serializers
+        # itsdangerous derives the signing key again for every token; derive it once per purpose.
+        self._signing = {
+            purpose: (signer.derive_key(), signer.algorithm)
+            for purpose, serializer in self._serializers.items()
+            for signer in (serializer.make_signer(serializer.salt),)
+        }
 
     def make(self, purpose: Purpose, subscriber_id: int, generation: int = 0) -> str:
-        """A URL-safe token for `purpose`."""
-        return str(self._serializers[purpose].dumps([subscriber_id, generation]))
+        """A URL-safe token for `purpose`.
+
+        The same bytes as `URLSafeTimedSerializer.dumps([subscriber_id, generation])` (read() checks
+        them with it), made in a few microseconds instead of ~20: two tokens go into every message
+        of a fan-out. A payload this short is never compressed by itsdangerous either.
+        """
+        key, algorithm = self._signing[purpose]
+        payload = base64_encode(b"[%d,%d]" % (int(subscriber_id), int(generation)))
+        value = payload + b"." + base64_encode(int_to_bytes(int(time.time())))
+        return (value + b"." + base64_encode(algorithm.get_signature(key, value))).decode("ascii")
 
     def read(self, purpose: Purpose, token: str) -> tuple[int, int] | None:
         """(subscriber id, generation), or None if forged, for another purpose, or expired."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
 from service.config import load_settings
 from service.errors import ConfigError
@@ -49,3 +51,18 @@ def test_previous_keys_need_the_end_of_their_grace_period(tmp_path: Path) -> Non
     assert settings.previous_secret_keys_until is not None
     assert settings.previous_secret_keys_until.isoformat() == "2027-01-01T00:00:00+00:00"
     assert [key.get_secret_value() for key in settings.previous_secret_keys] == ["old"]
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+@pytest.mark.parametrize(("subscriber_id", "generation"), [(1, 0), (123_456, 7), (2**62, 2**31)])
+def test_tokens_are_the_bytes_itsdangerous_makes(
+    purpose: Purpose, subscriber_id: int, generation: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make() signs without itsdangerous' per-token key derivation; read() checks with itsdangerous."""
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.7)  # both sides read time.time()
+    tokens = Tokens("s3cret", ["older"])
+    reference = URLSafeTimedSerializer(["older", "s3cret"], salt=f"announce.{purpose}")
+    made = tokens.make(purpose, subscriber_id, generation)
+    assert made == reference.dumps([subscriber_id, generation])
+    assert tokens.read(purpose, made) == (subscriber_id, generation)
+    assert Tokens("another").read(purpose, made) is None

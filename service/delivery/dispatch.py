@@ -55,6 +55,10 @@ class Dispatcher:
         self._metrics = metrics
         self._policy = policy
         self._wake = asyncio.Event()
+        # Bound once: a label lookup per message is a dict walk and a lock.
+        self._outcomes = {
+            name: metrics.deliveries.labels(outcome=name) for name in [*(o.value for o in Outcome), "skipped"]
+        }
         self._gauged_at = -math.inf  # time.monotonic() of the last queue_depth update
         self.sent = 0  # messages accepted by the server since start (heartbeats report it)
 
@@ -98,7 +102,7 @@ class Dispatcher:
         composed = await self.composer.compose(rows, now)
         for reason, ids in composed.skipped.items():
             await self._ledger.skip(ids, reason)
-            self._metrics.deliveries.labels(outcome="skipped").inc(len(ids))
+            self._outcomes["skipped"].inc(len(ids))
         gate = asyncio.Semaphore(policy.concurrency)
         by_id = {row.delivery_id: row for row in rows}
 
@@ -118,7 +122,7 @@ class Dispatcher:
         await self._gauge_queue(every=_QUEUE_GAUGE_SECONDS)
         self.sent += sum(a.result.outcome is Outcome.SENT for a in attempts)
         for attempt in attempts:
-            self._metrics.deliveries.labels(outcome=attempt.result.outcome.value).inc()
+            self._outcomes[attempt.result.outcome.value].inc()
             if attempt.result.outcome is not Outcome.SENT:
                 log.warning(
                     "delivery not accepted",

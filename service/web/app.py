@@ -24,7 +24,16 @@ _GET = ["GET", "HEAD"]
 
 def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "Announcements") -> FastAPI:
     """Build the HTTP application around already-constructed dependencies."""
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        # No OpenTelemetry here (metrics are Prometheus): otherwise FastAPI looks up its providers,
+        # environment included, on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     h = Handlers(deps)
     route = app.add_api_route
     # Feeds, archive pages and permalinks are answered by PublishedViews before routing (below).
@@ -80,10 +89,11 @@ def create_app(deps: WebDeps, lifespan: Lifespan | None = None, title: str = "An
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_found)
-    # Outermost last. PublishedViews answers feeds and pages before the others run (it compresses
-    # its own bodies and reads none); SecurityHeaders wraps everything, 413s included.
+    # Outermost last. PublishedViews answers feeds and pages before the others run: it compresses
+    # its own bodies, reads none and adds the security headers itself; SecurityHeaders covers the
+    # rest, 413s included.
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(BodySizeLimit, max_bytes=deps.max_request_bytes)
-    app.add_middleware(PublishedViews, views=deps.views, metrics=deps.metrics)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(PublishedViews, views=deps.views, metrics=deps.metrics)
     return app

@@ -42,7 +42,7 @@ class SecurityHeaders:
                     name.lower() == b"content-type" and value.startswith(b"text/html")
                     for name, value in headers
                 )
-                extra = _HTML_HEADERS if html else _FILE_HEADERS
+                extra = HTML_HEADERS if html else FILE_HEADERS
                 headers.extend(pair for pair in extra if pair[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
@@ -54,5 +54,6 @@ def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     return tuple((name.lower().encode(), value.encode()) for name, value in headers.items())
 
 
-_FILE_HEADERS = _raw({**_COMMON, "Content-Security-Policy": FILE_POLICY})
-_HTML_HEADERS = _raw({**_COMMON, "Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY"})
+# As raw ASGI header pairs, for this middleware and for service.web.published, which adds them itself.
+FILE_HEADERS = _raw({**_COMMON, "Content-Security-Policy": FILE_POLICY})
+HTML_HEADERS = _raw({**_COMMON, "Content-Security-Policy": PAGE_POLICY, "X-Frame-Options": "DENY"})

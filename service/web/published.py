@@ -12,6 +12,7 @@ import gzip
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
@@ -20,10 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.metrics import Metrics
 from service.render.site import FeedKind, Site
 from service.views import Rendered, Views
+from service.web.headers import FILE_HEADERS, HTML_HEADERS
 
 CACHE_CONTROL = b"public, max-age=60"
 _GZIP_MIN_BYTES = 500  # smaller bodies gain nothing from compression
-_GZIP_CACHE_SIZE = 256
+_PREPARED_CACHE_SIZE = 256
+_HTML_404 = [(b"content-type", b"text/html; charset=utf-8"), *HTML_HEADERS]
+_REDIRECT = [(b"content-length", b"0"), *FILE_HEADERS]
 _METHODS = ("GET", "HEAD")
 _SLUG = r"[^/]+"  # Views refuses anything that is not a valid id or topic: a 404, never a lookup
 _FEED = "|".join(kind.value for kind in FeedKind)
@@ -87,8 +91,48 @@ _ROUTES = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What is sent for one rendered body: its header lists, and its gzip copy if worth one."""
+
+    headers: list[tuple[bytes, bytes]]
+    not_modified: list[tuple[bytes, bytes]]
+    gzipped: bytes | None
+    gzip_headers: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def of(cls, rendered: Rendered) -> _Prepared:
+        """Prepare `rendered`: validators, security headers, and gzip for bodies worth compressing."""
+        html = rendered.media_type.startswith("text/html")
+        validators = [
+            (b"etag", rendered.etag.encode()),
+            (b"last-modified", _http_date(rendered.last_modified)),
+            (b"cache-control", CACHE_CONTROL),
+            (b"vary", b"Accept-Encoding"),
+            *(HTML_HEADERS if html else FILE_HEADERS),
+        ]
+        entity = [*validators, (b"content-type", rendered.media_type.encode())]
+        gzipped = None
+        if len(rendered.body) >= _GZIP_MIN_BYTES:
+            gzipped = gzip.compress(rendered.body, compresslevel=9, mtime=0)
+        return cls(
+            headers=[*entity, (b"content-length", str(len(rendered.body)).encode())],
+            not_modified=validators,
+            gzipped=gzipped,
+            gzip_headers=[
+                *entity,
+                (b"content-encoding", b"gzip"),
+                (b"content-length", str(len(gzipped or b"")).encode()),
+            ],
+        )
+
+
 class PublishedViews:
-    """ASGI middleware answering GET and HEAD for the published site; other requests go to `app`."""
+    """ASGI middleware answering GET and HEAD for the published site; other requests go to `app`.
+
+    It is the outermost of the app's own middleware and adds the security headers itself
+    (service.web.headers), so a feed request passes through nothing else.
+    """
 
     def __init__(self, app: ASGIApp, views: Views, metrics: Metrics) -> None:
         self.app = app
@@ -97,7 +141,7 @@ class PublishedViews:
         # Label lookups are a dict walk and a lock per call: bind each counter once.
         self.feed_counters = {kind: metrics.feed_requests.labels(format=kind.value) for kind in FeedKind}
         self._not_modified = {kind: metrics.not_modified.labels(kind=kind) for kind in ("feed", "page")}
-        self._gzipped: OrderedDict[str, bytes] = OrderedDict()
+        self._prepared: OrderedDict[str, _Prepared] = OrderedDict()
         self._routes: list[tuple[re.Pattern[str], Handler, str]] = [
             (pattern, getattr(self, method), kind) for pattern, method, kind in _ROUTES
         ]
@@ -117,35 +161,38 @@ class PublishedViews:
 
     async def _send(self, scope: Scope, send: Send, answer: Rendered | str | None, kind: str) -> None:
         if answer is None:
-            body, status = self.views.not_found(), 404
-            headers = [(b"content-type", b"text/html; charset=utf-8")]
+            body = self.views.not_found()
+            status, headers = 404, [*_HTML_404, (b"content-length", str(len(body)).encode())]
         elif isinstance(answer, str):
-            body, status = b"", 301
-            headers = [(b"location", answer.encode())]
+            body = b""
+            status, headers = 301, [(b"location", answer.encode()), *_REDIRECT]
         else:
             request = dict(scope["headers"])
-            headers = [
-                (b"etag", answer.etag.encode()),
-                (b"last-modified", _http_date(answer.last_modified)),
-                (b"cache-control", CACHE_CONTROL),
-                (b"vary", b"Accept-Encoding"),
-            ]
+            ready = self._prepare(answer)
             inm, ims = request.get(b"if-none-match"), request.get(b"if-modified-since")
             if is_fresh(inm and inm.decode("latin-1"), ims and ims.decode("latin-1"), answer):
                 self._not_modified[kind].inc()
-                body, status = b"", 304
+                body, status, headers = b"", 304, ready.not_modified
+            elif ready.gzipped is not None and accepts_gzip(
+                request.get(b"accept-encoding", b"").decode("latin-1")
+            ):
+                body, status, headers = ready.gzipped, 200, ready.gzip_headers
             else:
-                body, status = answer.body, 200
-                headers.append((b"content-type", answer.media_type.encode()))
-                if len(body) >= _GZIP_MIN_BYTES and accepts_gzip(
-                    request.get(b"accept-encoding", b"").decode("latin-1")
-                ):
-                    body = self._gzip(answer)
-                    headers.append((b"content-encoding", b"gzip"))
-        if status != 304:
-            headers.append((b"content-length", str(len(body)).encode()))
+                body, status, headers = answer.body, 200, ready.headers
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    def _prepare(self, rendered: Rendered) -> _Prepared:
+        # Headers and the gzip copy are made once per body (the ETag names the bytes), not per request.
+        found = self._prepared.get(rendered.etag)
+        if found is None:
+            found = _Prepared.of(rendered)
+            self._prepared[rendered.etag] = found
+            if len(self._prepared) > _PREPARED_CACHE_SIZE:
+                self._prepared.popitem(last=False)
+        else:
+            self._prepared.move_to_end(rendered.etag)
+        return found
 
     async def feed(self, params: dict[str, str]) -> Rendered | None:
         """/feed.{kind}, /topics/{topic}/feed.{kind} and /{language}/feed.{kind}."""
@@ -168,22 +215,10 @@ class PublishedViews:
         """/announcements/{id}: a release's permalink page."""
         return await self.views.announcement(params["release_id"])
 
-    def _gzip(self, rendered: Rendered) -> bytes:
-        # Compressed once per body (the ETag names the bytes), not once per request.
-        found = self._gzipped.get(rendered.etag)
-        if found is None:
-            found = gzip.compress(rendered.body, compresslevel=9, mtime=0)
-            self._gzipped[rendered.etag] = found
-            if len(self._gzipped) > _GZIP_CACHE_SIZE:
-                self._gzipped.popitem(last=False)
-        else:
-            self._gzipped.move_to_end(rendered.etag)
-        return found
-
 
 async def _method_not_allowed(send: Send) -> None:
     body = b"Method Not Allowed"
-    headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8")]
+    headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8"), *FILE_HEADERS]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": 405, "headers": headers})
     await send({"type": "http.response.body", "body": body})
