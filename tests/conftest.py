@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -26,6 +27,16 @@ from tests.delivery.smtpd import SmtpServer, smtp_server
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = os.environ.get("ANNOUNCE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Commands under test configure logging (a handler on pytest's captured stream): undo it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
