@@ -18,6 +18,8 @@ from service.models import Outcome, SendResult
 from service.store.ledger import Attempt, Claimed, Ledger
 
 log = logging.getLogger(__name__)
+_RECORD_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0)  # seconds; then one last try, whose error is raised
+_FIRST_RETRY_SECONDS = 0.5  # after a failed drain; doubled while failures last, up to idle_poll
 _QUEUE_GAUGE_SECONDS = 5.0  # during a drain, the queue_depth gauge is refreshed at most this often
 
 
@@ -118,7 +120,7 @@ class Dispatcher:
         attempts = await asyncio.gather(
             *(send(did, env, version) for did, (env, version) in composed.envelopes.items())
         )
-        await self._ledger.record(attempts, self._clock.now(), policy.retry_unknown, policy.unknown_delay)
+        await self._record(attempts)
         await self._gauge_queue(every=_QUEUE_GAUGE_SECONDS)
         self.sent += sum(a.result.outcome is Outcome.SENT for a in attempts)
         for attempt in attempts:
@@ -130,6 +132,20 @@ class Dispatcher:
                            "reply": attempt.result.reply},
                 )  # fmt: skip
         return len(rows)
+
+    async def _record(self, attempts: list[Attempt]) -> None:
+        # These messages are already with the relay: if the write fails (a dropped connection, a
+        # lock timeout), try again on a fresh connection while the lease holds, rather than let the
+        # lease run out and the whole batch be sent a second time.
+        retry_unknown, unknown_delay = self._policy.retry_unknown, self._policy.unknown_delay
+        for pause in _RECORD_RETRY_PAUSES:
+            try:
+                await self._ledger.record(attempts, self._clock.now(), retry_unknown, unknown_delay)
+                return
+            except Exception:
+                log.warning("could not record a batch's outcomes; retrying", exc_info=True)
+                await asyncio.sleep(pause)
+        await self._ledger.record(attempts, self._clock.now(), retry_unknown, unknown_delay)
 
     async def _gauge_queue(self, every: float = 0.0) -> None:
         # A COUNT(*) of the queue: up to 100 ms with a million rows queued, so during a fan-out it is
@@ -171,6 +187,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain continuously until `stop` is set; errors are logged and retried after a pause."""
+        failures = 0
         while not stop.is_set():
             # Cleared before draining, not after: a wake() that comes during the drain (something
             # queued after the last claim found nothing) must start another drain, not wait a poll.
@@ -178,10 +195,15 @@ class Dispatcher:
             try:
                 await self.drain()
                 await self._gauge_queue()
+                failures, pause = 0, self._policy.idle_poll
             except Exception:
                 log.exception("dispatcher failed; retrying")
+                # Rows are still due after a database hiccup: retry soon, backing off to idle_poll
+                # while the failure lasts (it is logged each time).
+                failures += 1
+                pause = min(self._policy.idle_poll, _FIRST_RETRY_SECONDS * 2 ** (failures - 1))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._policy.idle_poll):
+                async with asyncio.timeout(pause):
                     waiter = asyncio.ensure_future(self._wake.wait())
                     stopper = asyncio.ensure_future(stop.wait())
                     try:
