@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,24 +25,6 @@ import httpx
 
 REPO = lib.REPO
 RELEASE = "---\ntitle: Benchmark release {n}\ndate: 2026-11-{day:02d}\n---\n\nBody of release {n}.\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(base: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("service did not start")
 
 
 def measure(base: str, inbox: Path, drops: int) -> list[float]:
@@ -82,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp, "announcements")
         inbox.mkdir()
-        port = free_port()
+        port = lib.free_port()
         env = {
             **os.environ,
             "ANNOUNCE_ANNOUNCEMENTS_DIR": str(inbox),
@@ -96,7 +77,7 @@ def main() -> None:
         process = subprocess.Popen(lib.pinned(lib.SINK_CPU, command), cwd=tmp, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_healthy(base)
+            lib.wait_healthy(base, process, timeout=30)
             latencies = measure(base, inbox, args.drops)
         finally:
             process.terminate()

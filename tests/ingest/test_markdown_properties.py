@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from service.errors import AnnouncementError
-from service.ingest.options import IngestOptions
 from service.ingest.reader import read_release
 from service.ingest.sanitize import clean_html, find_illegal
+from tests.ingest.properties import BUDGET, OPTIONS
 
-OPTIONS = IngestOptions(ZoneInfo("Europe/Paris"), "en", 5_000_000)
-BUDGET = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,  # derandomised: nothing to replay, and no .hypothesis folder in the tree
-    suppress_health_check=[HealthCheck.too_slow],
-)
 # One folder for every example (a function-scoped tmp_path would be shared by them anyway).
 FOLDER = Path(tempfile.mkdtemp(prefix="markdown-properties-"))
 (FOLDER / "photo.jpg").write_bytes(b"\xff\xd8\xff")

@@ -14,25 +14,16 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from service.errors import AnnouncementError
-from service.ingest.options import IngestOptions
 from service.ingest.plaintext import parse_plaintext
 from service.ingest.reader import decode_text
 from service.ingest.sanitize import clean_html, find_illegal, html_to_text
+from tests.ingest.properties import BUDGET, OPTIONS
 
-OPTIONS = IngestOptions(ZoneInfo("Europe/Paris"), "en", 5_000_000)
-BUDGET = settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,  # derandomised: nothing to replay, and no .hypothesis folder in the tree
-    suppress_health_check=[HealthCheck.too_slow],
-)
 WORD = re.compile(r"\w+")
 
 # ---- 1. nothing but AnnouncementError ------------------------------------------------------------
