@@ -9,14 +9,13 @@ from datetime import datetime
 
 from service.delivery.mailer import Envelope
 from service.models import Attachment, DeliveryKind, Release, SubscriberState
-from service.render.bulletin import MailRenderer, MessageTemplate, Personal, Sender
+from service.render.bulletin import MailRenderer, MessageTemplate, Personal, Sender, fits_a_header
 from service.render.site import Site
 from service.store.ledger import Claimed
 from service.store.releases import Releases
 from service.tokens import Purpose, Tokens
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # line breaks, NUL, tabs: never in a header value
 Signer = Callable[[bytes], bytes]
 # The attachments of a release that bulletins carry (small ones), with their bytes.
 AttachmentReader = Callable[[Release], Awaitable[list[tuple[Attachment, bytes]]]]
@@ -130,7 +129,7 @@ class Composer:
     def _reason_to_skip(row: Claimed) -> str | None:
         # The doors validate addresses, but the stored one goes into To: as raw bytes: one stored by
         # other means (a database import, an older version) must not inject headers or stop the batch.
-        if not row.email.isascii() or _CONTROL.search(row.email):
+        if not fits_a_header(row.email):
             return "the address cannot be written in a mail header"
         if row.kind is DeliveryKind.CONFIRMATION:
             return (

@@ -126,6 +126,12 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def fits_a_header(value: str) -> bool:
+    """True for a value `MessageTemplate.personalise` can put into a header as it is (the To:
+    address): ASCII, with no control character that would end the line or the header."""
+    return value.isascii() and _CONTROLS.search(value) is None
+
+
 class MailRenderer:
     """Renders every kind of mail we send from the templates in templates/email/."""
 

@@ -137,7 +137,6 @@ class PublishedViews:
     def __init__(self, app: ASGIApp, views: Views, metrics: Metrics) -> None:
         self.app = app
         self.views = views
-        self.metrics = metrics
         # Label lookups are a dict walk and a lock per call: bind each counter once.
         self.feed_counters = {kind: metrics.feed_requests.labels(format=kind.value) for kind in FeedKind}
         self._not_modified = {kind: metrics.not_modified.labels(kind=kind) for kind in ("feed", "page")}
